@@ -1,0 +1,61 @@
+"""Typed, frozen configuration for each command, built once from the command line.
+
+``train.fit`` and ``infer.run`` are the only places that take a config apart; leaf functions receive
+plain values. ``to_dict``/``from_dict`` carry a config to Ray workers and into checkpoints as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_Config")
+
+
+@dataclass(frozen=True)
+class _Config:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """``deblur train``: data-parallel training with Ray Train."""
+
+    data: str
+    output: str
+    model: str = "seed"
+    channels: int = 1
+    blur: str = "seed"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    loss: str = "mse"
+    patch_size: int = 64
+    patches_per_image: int = 1
+    val_fraction: float = 0.1
+    val_data: str | None = None
+    workers: int = 1
+    gpu: bool = False
+    cache: bool = True
+    seed: int = 0
+    keep_checkpoints: int = 3
+
+
+@dataclass(frozen=True)
+class DeblurConfig(_Config):
+    """``deblur run``: de-blur every image under ``input`` into ``output`` with Ray Data."""
+
+    input: str
+    output: str
+    model: str | None = None
+    format: str = "png"
+    workers: int = 1
+    gpu: bool = False
+    batch_size: int = 4

@@ -1,0 +1,239 @@
+"""Data-parallel training with Ray Train V2 (``TorchTrainer``): CPU workers with gloo, GPUs with nccl.
+
+``fit`` is the only function that takes a :class:`TrainConfig` apart. Workers rebuild it once from a
+dict and hand plain values to the steps below. Every epoch, each worker reports validation PSNR/SSIM
+and rank 0 saves a checkpoint (weights + the model's own settings + blur + metrics) to ``output``;
+rerunning with the same ``output`` resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+import time
+import zlib
+from typing import Iterator
+
+import numpy as np
+import ray.data
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from deblur import checkpoint, metrics, models
+from deblur.config import TrainConfig
+from deblur.datasets import training_datasets
+from deblur.degrade import Blur, degrade_crop, parse_blur
+from deblur.imageops import to_channels, to_numpy, to_tensor
+from deblur.io import filesystem, is_local, to_float, to_pyarrow
+
+LOSSES = ("mse", "bce")
+
+
+def fit(cfg: TrainConfig) -> str:
+    """Train as ``cfg`` says; returns the URI of the best checkpoint written under ``cfg.output``."""
+    parse_blur(cfg.blur)
+    models.build(cfg.model, channels=cfg.channels)
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of: {', '.join(LOSSES)}")
+    train_ds, val_ds = training_datasets(cfg.data, cfg.val_data, cfg.val_fraction)
+    # Read and decode now, with every CPU, before the training workers hold them; the validation set is
+    # always small enough, the training set unless ``--no-cache`` asks to stream it every epoch.
+    val_ds = val_ds.materialize()
+    if cfg.cache:
+        train_ds = train_ds.materialize()
+    if val_ds.count() == 0 or (cfg.cache and train_ds.count() == 0):
+        raise ValueError("no training or validation images; use --val-data or a larger --val-fraction")
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=cfg.to_dict(),
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu),
+        run_config=run_config(cfg.output, cfg.keep_checkpoints),
+        datasets={"train": train_ds, "val": val_ds},
+    )
+    trainer.fit()
+    return checkpoint.resolve(cfg.output)
+
+
+def run_config(output: str, keep: int) -> RunConfig:
+    """Ray Train storage at ``output`` (any fsspec URL): checkpoints land in ``output/epoch_NNNN``."""
+    fs, path = filesystem(output)
+    path = os.path.abspath(path) if is_local(fs) else path.rstrip("/")
+    return RunConfig(
+        name=posixpath.basename(path),
+        storage_path=posixpath.dirname(path),
+        storage_filesystem=to_pyarrow(fs),
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=keep, checkpoint_score_attribute="val_psnr", checkpoint_score_order="max"),
+    )
+
+
+def train_loop(config: dict) -> None:
+    """Per-worker entry point of the ``TorchTrainer``."""
+    cfg = TrainConfig.from_dict(config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    net = models.build(cfg.model, channels=cfg.channels).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-7)  # Keras' epsilon, as in the article
+    start = restore(net, opt)
+    model = ray.train.torch.prepare_model(net)
+    blur = parse_blur(cfg.blur)
+    train = ShardImages(ray.train.get_dataset_shard("train"), cfg.cache, cfg.patches_per_image)
+    val = validation_pairs(ray.train.get_dataset_shard("val"), blur, cfg.patch_size, cfg.channels, cfg.seed)
+    per_worker = max(1, cfg.batch_size // world)
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, epoch, rank])
+        batches = training_batches(train.epoch(rng), per_worker, blur, cfg.patch_size, cfg.channels, rng)
+        loss = train_epoch(model, opt, batches, cfg.loss, device, cfg.gpu)
+        results = {"train_loss": loss, **validate(model, val, device, cfg.gpu)}
+        results = {k: float(v) for k, v in all_mean(results, device).items()}
+        results.update(epoch=epoch + 1, epoch_s=time.perf_counter() - t0)
+        if rank == 0:
+            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss:.5f}  val PSNR {results['val_psnr']:.2f} dB "
+                  f"(blurred {results['val_psnr_blurred']:.2f})  SSIM {results['val_ssim']:.4f}  "
+                  f"{results['epoch_s']:.1f}s", flush=True)
+        report(results, net, opt, cfg, rank)
+
+
+def restore(net: nn.Module, opt: torch.optim.Optimizer) -> int:
+    """Load the latest checkpoint of this run, if any, into ``net``/``opt``; returns the epochs done."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return 0
+    with ckpt.as_directory() as d:
+        weights, config, opt_state = checkpoint.load_local(d)
+    net.load_state_dict(weights)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    print(f"resuming after epoch {config['epoch']}", flush=True)
+    return int(config["epoch"])
+
+
+def report(results: dict, net: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, rank: int) -> None:
+    """``ray.train.report`` on every rank; rank 0 attaches the checkpoint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0:
+            meta = {"blur": cfg.blur, "metrics": results, "epoch": results["epoch"], "train": cfg.to_dict()}
+            checkpoint.save(tmp, net, cfg.model, meta, opt)
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(results, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{results['epoch']:04d}")
+
+
+class ShardImages:
+    """This worker's sharp training images, streamed from Ray Data each epoch or cached after the first."""
+
+    def __init__(self, shard: ray.data.DataIterator, cache: bool, repeat: int = 1) -> None:
+        self.shard, self.cache, self.repeat = shard, cache, repeat
+        self.images: list[np.ndarray] | None = None
+
+    def _stream(self) -> Iterator[np.ndarray]:
+        for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy"):
+            yield from batch["image"]
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Images for one epoch (uint8/uint16, HW/HWC), each ``repeat`` times; shuffled when cached."""
+        if not self.cache:
+            for img in self._stream():
+                yield from [img] * self.repeat
+            return
+        if self.images is None:
+            self.images = list(self._stream())
+        for i in rng.permutation(len(self.images) * self.repeat):
+            yield self.images[i % len(self.images)]
+
+
+def training_batches(images: Iterator[np.ndarray], batch_size: int, blur: Blur, patch: int, channels: int,
+                     rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(blurred, sharp) float32 [0, 1] N x P x P x C batches of random crops, blurred on the fly.
+
+    P is ``patch``, or the smallest image side in the batch when an image is smaller.
+    """
+    chunk: list[np.ndarray] = []
+    for img in images:
+        chunk.append(to_channels(to_float(img), channels))
+        if len(chunk) == batch_size:
+            yield _degrade_batch(chunk, blur, patch, rng)
+            chunk = []
+    if chunk:
+        yield _degrade_batch(chunk, blur, patch, rng)
+
+
+def _degrade_batch(images: list[np.ndarray], blur: Blur, patch: int, rng: np.random.Generator):
+    size = min(patch, *(min(im.shape[:2]) for im in images))
+    pairs = [degrade_crop(im, blur, size, rng) for im in images]
+    return np.stack([b for _, b in pairs]), np.stack([s for s, _ in pairs])
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches, loss_name: str,
+                device: torch.device, bf16: bool) -> float:
+    """One pass over ``batches``; returns the mean training loss."""
+    model.train()
+    total, count = 0.0, 0
+    for blurred, sharp in batches:
+        x, y = to_tensor(blurred, device), to_tensor(sharp, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = loss_fn(out.float(), y, loss_name)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total, count = total + loss.item() * len(x), count + len(x)
+    return total / max(count, 1)
+
+
+def loss_fn(out: torch.Tensor, target: torch.Tensor, name: str) -> torch.Tensor:
+    """MSE or binary cross-entropy between NCHW tensors in [0, 1]."""
+    if name == "bce":
+        return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), target)
+    return F.mse_loss(out, target)
+
+
+def validation_pairs(shard: ray.data.DataIterator, blur: Blur, patch: int, channels: int,
+                     seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed (blurred, sharp) central crops of this worker's validation images, HWC float32 [0, 1].
+
+    Each image's blur is seeded by its path, so validation is identical every epoch and every run.
+    """
+    pairs = []
+    for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
+        for path, img in zip(batch["path"], batch["image"]):
+            img = to_channels(to_float(img), channels)
+            rng = np.random.default_rng([seed, zlib.crc32(str(path).encode())])
+            sharp, blurred = degrade_crop(img, blur, min(patch, *img.shape[:2]), rng, center=True)
+            pairs.append((blurred, sharp))
+    return pairs
+
+
+@torch.no_grad()
+def validate(model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], device: torch.device,
+             bf16: bool) -> dict[str, float]:
+    """Mean PSNR/SSIM of the model's output and of the blurred input against the sharp crops."""
+    model.eval()
+    sums = {"val_psnr": 0.0, "val_ssim": 0.0, "val_psnr_blurred": 0.0, "val_count": 0.0}
+    for blurred, sharp in pairs:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = to_numpy(model(to_tensor(blurred[None], device)))[0]
+        sums["val_psnr"] += metrics.psnr(out, sharp)
+        sums["val_ssim"] += metrics.ssim(out, sharp) if min(sharp.shape[:2]) >= 11 else 0.0
+        sums["val_psnr_blurred"] += metrics.psnr(blurred, sharp)
+        sums["val_count"] += 1
+    n = max(sums.pop("val_count"), 1)
+    return {k: v / n for k, v in sums.items()}
+
+
+def all_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average ``values`` over all workers (identity when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(values, (t / dist.get_world_size()).tolist()))
