@@ -13,6 +13,7 @@ import os
 import posixpath
 from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 import torch.nn as nn
@@ -55,7 +56,7 @@ def load(uri: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[
         weights = fs.cat_file(posixpath.join(path, WEIGHTS))
         model = models.build(config["model"], **config.get("settings", {}))
         model.load_state_dict(safetensors.torch.load(weights))
-    except (OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+    except (OSError, KeyError, ValueError, RuntimeError, safetensors.SafetensorError) as e:
         raise ValueError(f"not a readable deblur checkpoint: {uri} ({type(e).__name__}: {e})") from None
     return model.to(device).eval(), config
 

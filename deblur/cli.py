@@ -38,6 +38,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="stream images from Ray Data every epoch instead of caching them in worker memory")
     p.add_argument("--seed", type=int, default=0, help="random seed for crops and blurs (default: 0)")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default: 1)")
     p.add_argument("--keep-checkpoints", type=int, default=3, help="best checkpoints kept (default: 3)")
 
 
@@ -87,19 +88,11 @@ def dispatch(args: argparse.Namespace) -> str:
     if args.command == "demo":
         from deblur.demo import demo
         return demo(args.output, args.epochs)
-    _init_ray()
     if args.command == "train":
         from deblur.train import fit
         return f"best checkpoint: {fit(_config(TrainConfig, args))}"
     from deblur.infer import run
     return run(_config(DeblurConfig, args)).line()
-
-
-def _init_ray() -> None:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(logging_level=logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

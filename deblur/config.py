@@ -46,6 +46,7 @@ class TrainConfig(_Config):
     cache: bool = True
     seed: int = 0
     keep_checkpoints: int = 3
+    checkpoint_every: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Training data: folders/buckets of sharp images and Fashion-MNIST (IDX), as Ray Datasets.
 
-Rows carry ``path`` (a URL or a synthetic id) and ``image``: the sharp image as stored, HW or HWC
-(RGB order), uint8 or uint16. Blur is applied later, on the fly, so any folder of photos is training data.
+Rows carry ``path`` (a URL or a synthetic id) and ``image``: the sharp image as stored, always HWC
+(grey is H x W x 1; Ray Data would otherwise mix 2-D and 3-D arrays), RGB order, uint8 or uint16. Blur is applied later, on the fly, so any folder of photos is training data.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def validation_split(path: str, fraction: float) -> bool:
 def _read_row(row: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         data = row["bytes"] if "bytes" in row else _read_url(row["path"])
-        return [{"path": row["path"], "image": decode(data)}]
+        img = decode(data)
+        return [{"path": row["path"], "image": img[..., None] if img.ndim == 2 else img}]
     except (OSError, ValueError) as e:
         log.warning("skipping unreadable training image %s: %s", row["path"], e)
         return []
@@ -156,6 +157,7 @@ def image_folder(uri: str) -> ray.data.Dataset:
 
 def from_arrays(images: np.ndarray, prefix: str) -> ray.data.Dataset:
     """A dataset of in-memory images (N x H x W[x C]) with synthetic paths ``prefix/i``."""
+    images = images[..., None] if images.ndim == 3 else images
     return ray.data.from_items([{"path": f"{prefix}/{i}", "image": im} for i, im in enumerate(images)])
 
 

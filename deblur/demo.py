@@ -44,11 +44,9 @@ def _write(path: str, img: np.ndarray) -> None:
 
 def demo(output: str, epochs: int) -> str:
     """Run the demo into ``output``; returns a line naming what was written."""
-    from deblur.cli import _init_ray
     from deblur.infer import run
     from deblur.train import fit
 
-    _init_ray()
     photos = list_images(os.path.join(SAMPLES, "photos"))
     blurred_dir = os.path.join(output, "blurred")
     rng = np.random.default_rng(0)

@@ -21,6 +21,7 @@ from ray.data import ActorPoolStrategy
 
 from deblur import checkpoint
 from deblur.config import DeblurConfig
+from deblur.runtime import ensure_ray
 from deblur.imageops import to_numpy, to_tensor
 from deblur.io import (OUTPUT_FORMATS, decode, encode, filesystem, from_float, list_images, relative_key,
                        to_float, write_atomic)
@@ -55,6 +56,7 @@ def run(cfg: DeblurConfig) -> Summary:
     out_fs, out_root = filesystem(cfg.output)
     items = [{"path": u, "output": out_fs.unstrip_protocol(posixpath.join(out_root, k))}
              for u, k in zip(urls, keys)]
+    ensure_ray()
     t0 = time.perf_counter()
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
     ds = ds.map_batches(

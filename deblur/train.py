@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from deblur import checkpoint, metrics, models
@@ -31,6 +31,7 @@ from deblur.config import TrainConfig
 from deblur.datasets import training_datasets
 from deblur.degrade import Blur, degrade_crop, parse_blur
 from deblur.imageops import to_channels, to_numpy, to_tensor
+from deblur.runtime import ensure_ray
 from deblur.io import filesystem, is_local, to_float, to_pyarrow
 
 LOSSES = ("mse", "bce")
@@ -42,6 +43,7 @@ def fit(cfg: TrainConfig) -> str:
     models.build(cfg.model, channels=cfg.channels)
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose one of: {', '.join(LOSSES)}")
+    ensure_ray()
     train_ds, val_ds = training_datasets(cfg.data, cfg.val_data, cfg.val_fraction)
     # Read and decode now, with every CPU, before the training workers hold them; the validation set is
     # always small enough, the training set unless ``--no-cache`` asks to stream it every epoch.
@@ -71,6 +73,7 @@ def run_config(output: str, keep: int) -> RunConfig:
         storage_filesystem=to_pyarrow(fs),
         checkpoint_config=CheckpointConfig(
             num_to_keep=keep, checkpoint_score_attribute="val_psnr", checkpoint_score_order="max"),
+        logging_config=LoggingConfig(log_level="WARNING"),
     )
 
 
@@ -100,7 +103,8 @@ def train_loop(config: dict) -> None:
             print(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss:.5f}  val PSNR {results['val_psnr']:.2f} dB "
                   f"(blurred {results['val_psnr_blurred']:.2f})  SSIM {results['val_ssim']:.4f}  "
                   f"{results['epoch_s']:.1f}s", flush=True)
-        report(results, net, opt, cfg, rank)
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            report(results, net, opt, cfg, rank)
 
 
 def restore(net: nn.Module, opt: torch.optim.Optimizer) -> int:

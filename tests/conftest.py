@@ -1,0 +1,92 @@
+"""Shared fixtures: one real local Ray cluster and one real S3 protocol server (moto) per test session,
+and small images made on the fly."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import cv2
+import numpy as np
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on loopback, reached through the standard AWS variables (as users configure it).
+
+    Set before Ray starts, so Ray workers inherit the same endpoint and credentials.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_endpoint):
+    """One local Ray cluster for the session (4 logical CPUs: Ray Data and Ray Train both need room)."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def bucket(s3_endpoint, request):
+    """A fresh, empty bucket; returns its ``s3://`` URL."""
+    import fsspec
+
+    name = "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40]
+    fs = fsspec.filesystem("s3")
+    fs.invalidate_cache()
+    if fs.exists(name):
+        fs.rm(name, recursive=True)
+    fs.mkdir(name)
+    return f"s3://{name}"
+
+
+def textured(h: int, w: int, channels: int = 3, seed: int = 0, dtype=np.uint8) -> np.ndarray:
+    """A deterministic image with edges and texture (smooth noise plus rectangles), HW or HWC."""
+    rng = np.random.default_rng(seed)
+    img = cv2.resize(rng.random((max(2, h // 6), max(2, w // 6), channels)).astype(np.float32), (w, h),
+                     interpolation=cv2.INTER_CUBIC).reshape(h, w, channels)
+    for _ in range(6):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        img[y : y + h // 4, x : x + w // 4] = rng.random(channels)
+    img = np.clip(img, 0, 1)
+    top = 65535 if dtype == np.uint16 else 255
+    out = np.rint(img * top).astype(dtype)
+    return out[..., 0] if channels == 1 else out
+
+
+def write_image(path, img: np.ndarray) -> str:
+    """Write RGB(A)/grey ``img`` to ``path`` (format from the extension); returns the path as str."""
+    path = str(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    assert cv2.imwrite(path, img)
+    return path
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """A small folder of sharp images: mixed sizes, grey and colour, nested."""
+    root = tmp_path / "photos"
+    for i, (h, w, c) in enumerate([(48, 64, 3), (40, 40, 1), (64, 48, 3), (36, 52, 3), (56, 56, 1), (44, 60, 3)]):
+        write_image(root / ("sub" if i % 2 else "") / f"img{i}.png", textured(h, w, c, seed=i))
+    return root

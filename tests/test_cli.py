@@ -1,0 +1,54 @@
+"""The real console script, as a user runs it (a subprocess; errors must be one clear line)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from deblur import checkpoint, models
+from deblur.cli import parser
+
+
+def deblur(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "deblur.cli", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_explains_every_option():
+    for command, action_count in (("train", 10), ("run", 5)):
+        sub = parser()._subparsers._group_actions[0].choices[command]
+        for action in sub._actions:
+            assert action.help, f"{command} {action.option_strings} has no help"
+        assert len(sub._actions) > action_count
+    result = deblur("run", "--help")
+    assert result.returncode == 0 and "--input" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "x"], "the following arguments are required: --output"),
+    (["train", "--data", "x", "--output", "y", "--epochs", "many"], "invalid int value"),
+    (["run", "--input", "x", "--output", "y", "--format", "gif"], "invalid choice"),
+])
+def test_bad_arguments_exit_non_zero_with_usage(args, message):
+    result = deblur(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_input_and_unreadable_checkpoint_are_one_line_errors(tmp_path):
+    ck = tmp_path / "ck"
+    checkpoint.save(str(ck), models.build("seed"), "seed", {})
+    result = deblur("run", "--model", str(ck), "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("deblur: error: input not found")
+    assert "Traceback" not in result.stderr
+    (ck / "model.safetensors").write_bytes(b"broken")
+    result = deblur("run", "--model", str(ck), "--input", str(tmp_path), "--output", str(tmp_path / "o"))
+    assert result.returncode == 2 and "not a readable deblur checkpoint" in result.stderr
+    result = deblur("run", "--model", str(tmp_path / "none"), "--input", str(tmp_path), "--output", "o")
+    assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+def test_bad_blur_spec_is_one_line_error(tmp_path):
+    result = deblur("train", "--data", str(tmp_path), "--output", str(tmp_path / "o"), "--blur", "gaussian:sigma=-")
+    assert result.returncode == 2 and "deblur: error: bad value in blur option" in result.stderr
