@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"deblur: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a failure while running (a worker died, storage went away): one line, exit 1
+        if args.verbose:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"deblur: error: {type(e).__name__}: {first} (rerun with -v for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

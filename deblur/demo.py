@@ -60,7 +60,7 @@ def demo(output: str, epochs: int) -> str:
     model = None if os.path.exists(os.path.join(checkpoint.BUNDLED, checkpoint.CONFIG)) else fit(TrainConfig(
         data=os.path.join(SAMPLES, "train"), val_data=os.path.join(SAMPLES, "train"),
         output=os.path.abspath(os.path.join(output, "model")), blur=DEMO_BLUR, epochs=epochs,
-        batch_size=16, patch_size=64, patches_per_image=64, lr=3e-3))
+        batch_size=16, patch_size=64, patches_per_image=64, lr=3e-3, checkpoint_every=10))
     out_dir = os.path.join(output, "deblurred")
     print(run(DeblurConfig(input=blurred_dir, output=out_dir, model=model)).line())
     return _before_after(sharp, blurred_dir, out_dir, os.path.join(output, "before_after.png"))

@@ -79,7 +79,9 @@ def decode(data: bytes) -> np.ndarray:
 
 
 def encode(img: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """Encode HW/HWC RGB(A) uint8/uint16 ``img`` as ``fmt`` (png, jpg, webp)."""
+    """Encode HW/HWC (C = 1, 3 or 4; RGB(A) order) uint8/uint16 ``img`` as ``fmt`` (png, jpg, webp)."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     params = {"jpg": [cv2.IMWRITE_JPEG_QUALITY, quality], "webp": [cv2.IMWRITE_WEBP_QUALITY, quality]}

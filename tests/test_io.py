@@ -48,6 +48,11 @@ def test_colour_order_is_rgb(fmt):
     assert out[0] > 250 and out[1:].max() < 5
 
 
+def test_single_channel_hwc_encodes_as_grey():
+    img = textured(12, 10, 1)
+    np.testing.assert_array_equal(io.decode(io.encode(img[..., None], "png")), img)
+
+
 def test_sixteen_bit_png_keeps_precision():
     img = textured(20, 20, 3, dtype=np.uint16)
     out = io.decode(io.encode(img, "png"))
