@@ -100,3 +100,12 @@ def load_local(directory: str) -> tuple[dict[str, torch.Tensor], dict[str, Any],
     with open(os.path.join(directory, CONFIG)) as f:
         config = json.load(f)
     return weights, config, load_optimizer_state(directory)
+
+
+def model_id(uri: str) -> str:
+    """A short, stable id of the checkpoint at ``uri``: model name and the hash of its weights."""
+    import hashlib
+
+    fs, path = filesystem(uri)
+    digest = hashlib.sha256(fs.cat_file(posixpath.join(path, WEIGHTS))).hexdigest()[:12]
+    return f"{read_config(uri)['model']}-{digest}"

@@ -48,10 +48,17 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output root; input paths are mirrored below it")
     p.add_argument("--model", help="checkpoint directory, or a training output (its best checkpoint); "
                    "default: the bundled model")
-    p.add_argument("--format", default="png", choices=OUTPUT_FORMATS, help="output format (default: png)")
+    p.add_argument("--format", default="png", choices=(*OUTPUT_FORMATS, "parquet"),
+                   help="one image file per input, or Parquet rows with the encoded PNG (default: png)")
     p.add_argument("--workers", type=int, default=1, help="model actors (default: 1)")
     p.add_argument("--gpu", action="store_true", help="one GPU per model actor")
     p.add_argument("--batch-size", type=int, default=4, help="images per actor call (default: 4)")
+    p.add_argument("--tile", type=int, default=512, help="largest tile side; bigger images go in tiles (default: 512)")
+    p.add_argument("--tile-pad", type=int, default=32, help="context kept around each tile (default: 32)")
+    p.add_argument("--overwrite", action="store_true", help="redo inputs the manifest already records as done")
+    p.add_argument("--fail-on-error", action="store_true", help="exit 1 when any input failed")
+    p.add_argument("--max-megapixels", type=float, default=200.0,
+                   help="inputs larger than this are refused with an error record (default: 200)")
 
 
 def _sprite_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,7 +99,14 @@ def dispatch(args: argparse.Namespace) -> str:
         from deblur.train import fit
         return f"best checkpoint: {fit(_config(TrainConfig, args))}"
     from deblur.infer import run
-    return run(_config(DeblurConfig, args)).line()
+    summary = run(_config(DeblurConfig, args))
+    if args.fail_on_error and summary.failed:
+        raise RunFailed(summary.line())
+    return summary.line()
+
+
+class RunFailed(Exception):
+    """Some inputs failed and ``--fail-on-error`` was given."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"deblur: error: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(e)
+        print("deblur: error: some inputs failed; the manifest has each error", file=sys.stderr)
+        return 1
     except Exception as e:  # a failure while running (a worker died, storage went away): one line, exit 1
         if args.verbose:
             raise

@@ -60,3 +60,8 @@ class DeblurConfig(_Config):
     workers: int = 1
     gpu: bool = False
     batch_size: int = 4
+    tile: int = 512
+    tile_pad: int = 32
+    overwrite: bool = False
+    fail_on_error: bool = False
+    max_megapixels: float = 200.0

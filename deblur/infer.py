@@ -1,8 +1,10 @@
-"""Batch de-blurring with Ray Data: list -> (read, decode, model, encode, write) in an actor pool -> records.
+"""Batch de-blurring with Ray Data: list (in parallel, per top-level prefix) -> model actors -> records.
 
-``run`` is the only function that takes a :class:`DeblurConfig` apart. The model is loaded once per
-actor. Every input yields one record (``path``, ``output``, ``status``, ``error``), so a bad file is
-reported, never fatal, and nothing is lost.
+``run`` is the only function that takes a :class:`DeblurConfig` apart. Each actor loads the checkpoint
+once, then reads, decodes (EXIF-upright, grey/RGB/RGBA, 8/16-bit), de-blurs in tiles, encodes and writes
+every image of its batch, and appends the batch's manifest rows. Every input yields one record: a bad
+file is an error row, never fatal; inputs already done (per the manifest) are skipped unless
+``overwrite``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 import ray.data
@@ -19,57 +23,116 @@ import torch
 import torch.nn as nn
 from ray.data import ActorPoolStrategy
 
-from deblur import checkpoint
+from deblur import checkpoint, sinks
 from deblur.config import DeblurConfig
-from deblur.runtime import ensure_ray
 from deblur.imageops import to_numpy, to_tensor
-from deblur.io import (OUTPUT_FORMATS, decode, encode, filesystem, from_float, list_images, relative_key,
-                       to_float, write_atomic)
+from deblur.io import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, decode, encode, filesystem, from_float,
+                       is_process_local, relative_key, to_float, unstrip, write_atomic)
+from deblur.metrics import sharpness
+from deblur.runtime import ensure_ray
+from deblur.tiling import tiled
 
 log = logging.getLogger(__name__)
+FORMATS = (*OUTPUT_FORMATS, "parquet")
 
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run did: counts by status, wall time and the output root."""
+    """What a run did: counts by status, wall time, megapixels processed, the manifest written."""
 
     done: int
+    skipped: int
     failed: int
     seconds: float
-    output: str
     megapixels: float
+    output: str
+    manifest: str
 
     def line(self) -> str:
-        rate = (self.done / self.seconds, self.megapixels / self.seconds) if self.seconds else (0.0, 0.0)
-        return (f"{self.done} done, {self.failed} failed in {self.seconds:.1f}s "
-                f"({rate[0]:.2f} images/s, {rate[1]:.2f} Mpx/s) -> {self.output}")
+        s = max(self.seconds, 1e-9)
+        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s "
+                f"({self.done / s:.2f} images/s, {self.megapixels / s:.2f} Mpx/s) -> {self.output} "
+                f"(manifest {self.manifest})")
 
 
 def run(cfg: DeblurConfig) -> Summary:
     """De-blur every image under ``cfg.input`` into ``cfg.output``; returns the summary."""
-    if cfg.format not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown format {cfg.format!r}; choose one of: {', '.join(OUTPUT_FORMATS)}")
+    if cfg.format not in FORMATS:
+        raise ValueError(f"unknown format {cfg.format!r}; choose one of: {', '.join(FORMATS)}")
+    if is_process_local(filesystem(cfg.output)[0]):
+        raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
     ckpt = checkpoint.resolve(cfg.model)
     checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
-    urls = list_images(cfg.input)
-    keys = output_keys(cfg.input, urls, cfg.format)
-    out_fs, out_root = filesystem(cfg.output)
-    items = [{"path": u, "output": out_fs.unstrip_protocol(posixpath.join(out_root, k))}
-             for u, k in zip(urls, keys)]
+    model = checkpoint.model_id(ckpt)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    done = frozenset() if cfg.overwrite else sinks.done_sources(cfg.output)
     ensure_ray()
     t0 = time.perf_counter()
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 200)))
+    ds = input_rows(cfg.input, cfg.output, cfg.format, done)
     ds = ds.map_batches(
-        Deblurrer, fn_constructor_kwargs={"checkpoint_uri": ckpt, "fmt": cfg.format, "gpu": cfg.gpu},
-        batch_size=cfg.batch_size, compute=ActorPoolStrategy(size=cfg.workers),
-        num_gpus=1 if cfg.gpu else 0, batch_format="pandas")
-    records = ds.take_all()
-    status = Counter(r["status"] for r in records)
-    for r in records:
-        if r["status"] != "done":
-            log.warning("failed: %s: %s", r["path"], r["error"])
-    mpx = sum(r["megapixels"] for r in records)
-    return Summary(status["done"], status["failed"], time.perf_counter() - t0, cfg.output, mpx)
+        Deblurrer, batch_size=cfg.batch_size, compute=ActorPoolStrategy(size=cfg.workers),
+        num_gpus=1 if cfg.gpu else 0, batch_format="numpy",
+        fn_constructor_kwargs={"checkpoint_uri": ckpt, "model_id": model, "fmt": cfg.format, "output": cfg.output,
+                               "run": run_id, "gpu": cfg.gpu, "tile": cfg.tile, "pad": cfg.tile_pad,
+                               "max_megapixels": cfg.max_megapixels})
+    status, mpx = Counter(), 0.0
+    for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
+        status.update(batch["status"].tolist())
+        mpx += float(batch["megapixels"].sum())
+        for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
+            if st == "failed":
+                log.warning("failed: %s: %s", path, err)
+    manifest = sinks.compact_manifest(cfg.output, run_id)
+    if cfg.overwrite and cfg.format == "parquet":
+        sinks.drop_parquet_parts(cfg.output, run_id)
+    return Summary(status["done"], status["skipped"], status["failed"], time.perf_counter() - t0, mpx,
+                   cfg.output, manifest)
+
+
+def input_rows(source: str, output: str, fmt: str, done: frozenset[str]) -> ray.data.Dataset:
+    """Rows ``path``, ``output``, ``skip`` (and ``bytes`` for memory://) for every file under ``source``.
+
+    The top level is listed here; each sub-folder is listed by its own Ray task, so a bucket with
+    millions of objects starts producing results as soon as its first prefix is listed.
+    """
+    fs, root = filesystem(source)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"input not found: {source}")
+    single = fs.isfile(root)
+    base = unstrip(fs, posixpath.dirname(root) if single else root)
+    if single or is_process_local(fs):  # memory:// is invisible to workers: list and read it here
+        rows = describe(base, output, [unstrip(fs, p) for p in ([root] if single else fs.find(root))], fmt, done)
+        if is_process_local(fs):
+            rows = [{**r, "bytes": fs.cat_file(filesystem(r["path"])[1])} for r in rows]
+        return ray.data.from_items(rows)
+    entries = fs.ls(root, detail=True)
+    rows = describe(base, output, [unstrip(fs, e["name"]) for e in entries if e["type"] == "file"], fmt, done)
+    prefixes = [{"prefix": unstrip(fs, e["name"])} for e in entries if e["type"] == "directory"]
+    parts = [ray.data.from_items(rows)] if rows else []
+    if prefixes:
+        kwargs = {"root": base, "output": output, "fmt": fmt, "done": done}
+        parts.append(ray.data.from_items(prefixes).flat_map(_list_prefix, fn_kwargs=kwargs))
+    if not parts:
+        raise FileNotFoundError(f"no files under {source}")
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def _list_prefix(row: dict, root: str, output: str, fmt: str, done: frozenset[str]) -> list[dict]:
+    fs, path = filesystem(row["prefix"])
+    return describe(root, output, [unstrip(fs, p) for p in sorted(fs.find(path))], fmt, done)
+
+
+def describe(root: str, output: str, urls: list[str], fmt: str, done: frozenset[str]) -> list[dict]:
+    """Rows for the files ``urls`` found under ``root``: where each one's result goes, whether to skip it.
+
+    Hidden files, temporaries and anything inside ``output`` are left out.
+    """
+    out_prefix = filesystem(output)[1].rstrip("/") + "/"
+    urls = [u for u in urls if not posixpath.basename(u).startswith(".")
+            and not (filesystem(u)[1] + "/").startswith(out_prefix)]
+    keys = output_keys(root, urls, fmt) if fmt != "parquet" else [""] * len(urls)
+    return [{"path": u, "output": posixpath.join(output, k) if k else "", "skip": u in done}
+            for u, k in zip(urls, keys)]
 
 
 def output_keys(root: str, urls: list[str], fmt: str) -> list[str]:
@@ -86,51 +149,84 @@ def output_keys(root: str, urls: list[str], fmt: str) -> list[str]:
 
 
 class Deblurrer:
-    """Ray Data actor: loads the checkpoint once, then reads, de-blurs and writes each row's image."""
+    """Ray Data actor: loads the checkpoint once; de-blurs and writes each row's image, then records the
+    batch in the manifest."""
 
-    def __init__(self, checkpoint_uri: str, fmt: str, gpu: bool = False) -> None:
+    def __init__(self, checkpoint_uri: str, model_id: str, fmt: str, output: str, run: str, gpu: bool = False,
+                 tile: int = 512, pad: int = 32, max_megapixels: float = 0.0) -> None:
         self.device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
         self.model, config = checkpoint.load(checkpoint_uri, self.device)
         self.channels = int(config["settings"].get("channels", 1))
-        self.fmt = fmt
+        self.model_id, self.fmt, self.output, self.run = model_id, fmt, output, run
+        self.tile, self.pad, self.max_megapixels = tile, pad, max_megapixels
 
-    def __call__(self, batch):
-        results = [self.process(p, o) for p, o in zip(batch["path"], batch["output"])]
-        for key in ("status", "error", "megapixels"):
-            batch[key] = [r[key] for r in results]
-        return batch
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        blobs = batch.get("bytes", [None] * len(batch["path"]))
+        results, rows = [], []
+        for path, out, skip, data in zip(batch["path"], batch["output"], batch["skip"], blobs):
+            if skip:
+                results.append({"status": "skipped", "error": "", "megapixels": 0.0, "output": out})
+                continue
+            result, row = self.process(str(path), str(out), data)
+            results.append(result)
+            if row is not None:
+                rows.append(row)
+        if rows:
+            part = sinks.write_parquet_part(self.output, self.run, rows)
+            for r in results:
+                r["output"] = part if r["status"] == "done" else r["output"]
+        now = datetime.now(timezone.utc)
+        sinks.write_manifest_part(self.output, self.run, [
+            {"source": str(p), "output": r["output"], "status": r["status"], "error": r["error"],
+             "model": self.model_id, "run": self.run, "time": now}
+            for p, r in zip(batch["path"], results) if r["status"] != "skipped"])
+        return {"path": batch["path"], **{k: np.array([r[k] for r in results]) for k in ("status", "error", "megapixels")}}
 
-    def process(self, path: str, output: str) -> dict:
+    def process(self, path: str, output: str, data: bytes | None) -> tuple[dict, dict | None]:
+        """De-blur one input; returns its record and, for Parquet output, its result row."""
         try:
-            fs, src = filesystem(path)
-            img = decode(fs.cat_file(src))
-            out = restore_image(self.model, img, self.channels, self.device)
-            if self.fmt != "png" and out.dtype != np.uint8:
-                out = (out // 257).astype(np.uint8)
-            ofs, dst = filesystem(output)
-            write_atomic(ofs, dst, encode(out, self.fmt))
-        except (OSError, ValueError) as e:
-            return {"status": "failed", "error": f"{type(e).__name__}: {e}", "megapixels": 0.0}
-        return {"status": "done", "error": "", "megapixels": img.shape[0] * img.shape[1] / 1e6}
+            if data is None:
+                fs, src = filesystem(path)
+                data = fs.cat_file(src)
+            if not path.lower().endswith(IMAGE_EXTENSIONS):
+                raise ValueError(f"unsupported file type {posixpath.splitext(path)[1] or '(none)'!r}")
+            img = decode(data, self.max_megapixels)
+            out = restore_image(self.model, img, self.channels, self.device, self.tile, self.pad)
+            fmt = "png" if self.fmt == "parquet" else self.fmt
+            encoded = encode(out if fmt == "png" or out.dtype == np.uint8 else (out // 257).astype(np.uint8), fmt)
+            row = None
+            if self.fmt == "parquet":
+                row = {"path": path, "image": encoded, "format": fmt, "width": img.shape[1], "height": img.shape[0],
+                       "channels": 1 if img.ndim == 2 else img.shape[2], "model": self.model_id,
+                       "sharpness_before": sharpness(img), "sharpness_after": sharpness(out), "run": self.run}
+            else:
+                ofs, dst = filesystem(output)
+                write_atomic(ofs, dst, encoded)
+        except (OSError, ValueError, RuntimeError) as e:  # one bad input never stops the run
+            return {"status": "failed", "error": f"{type(e).__name__}: {e}", "megapixels": 0.0, "output": ""}, None
+        return {"status": "done", "error": "", "megapixels": img.shape[0] * img.shape[1] / 1e6, "output": output}, row
 
 
 @torch.no_grad()
-def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torch.device) -> np.ndarray:
+def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torch.device,
+                  tile: int = 512, pad: int = 32) -> np.ndarray:
     """De-blur one decoded image (HW/HWC, RGB(A), uint8/uint16); returns the same shape and dtype.
 
-    Alpha is kept aside and restored; colour images go through a 1-channel model plane by plane.
+    Alpha is kept aside and restored; colour images go through a 1-channel model plane by plane; large
+    images go through in tiles (see :func:`deblur.tiling.tiled`).
     """
     x = to_float(img)
     x = x[..., None] if x.ndim == 2 else x
     alpha = x[..., 3:] if x.shape[2] == 4 else None
     rgb = x[..., :3] if alpha is not None else x
     if channels == 1:
-        planes = rgb.transpose(2, 0, 1)[..., None]  # C x H x W x 1: each plane one grey image
-        out = to_numpy(model(to_tensor(planes, device)))[..., 0].transpose(1, 2, 0)
-    elif rgb.shape[2] == 1:
-        out = to_numpy(model(to_tensor(np.repeat(rgb, channels, axis=2)[None], device)))[0].mean(2, keepdims=True)
+        planes = [rgb[..., c : c + 1] for c in range(rgb.shape[2])]
     else:
-        out = to_numpy(model(to_tensor(rgb[None], device)))[0]
+        planes = [np.repeat(rgb, channels, axis=2) if rgb.shape[2] == 1 else rgb]
+    outs = [to_numpy(tiled(model, to_tensor(p[None], device), tile, pad))[0] for p in planes]
+    out = np.concatenate(outs, axis=2) if channels == 1 else outs[0]
+    if rgb.shape[2] == 1 and channels != 1:
+        out = out.mean(axis=2, keepdims=True)
     if alpha is not None:
         out = np.concatenate([out, alpha], axis=2)
     return from_float(out.reshape(img.shape), img.dtype)

@@ -8,6 +8,7 @@ HW (grey) or HWC, uint8 or uint16 as stored.
 
 from __future__ import annotations
 
+import io as _io
 import posixpath
 import re
 import uuid
@@ -16,6 +17,7 @@ import cv2
 import fsspec
 import numpy as np
 import pyarrow.fs as pafs
+from PIL import Image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 OUTPUT_FORMATS = ("png", "jpg", "webp")
@@ -64,18 +66,41 @@ def list_images(uri: str) -> list[str]:
     return sorted(unstrip(fs, p) for p in paths if p.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def decode(data: bytes) -> np.ndarray:
-    """Decode an encoded image to HW or HWC (RGB/RGBA order), uint8 or uint16; ValueError if unreadable."""
+def probe(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation 1..8) from the header alone, or None when Pillow cannot tell."""
+    try:
+        with Image.open(_io.BytesIO(data)) as im:
+            orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+            return im.width, im.height, int(orientation) if orientation in range(1, 9) else 1
+    except Exception:  # Pillow knows fewer formats than OpenCV: let the decoder have its say
+        return None
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip a decoded HW/HWC image upright for EXIF ``orientation`` (as Pillow's exif_transpose)."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+           8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
+
+
+def decode(data: bytes, max_megapixels: float = 0.0) -> np.ndarray:
+    """Decode an encoded image, upright per its EXIF orientation, to HW or HWC (RGB/RGBA order), uint8 or
+    uint16. Raises ValueError if empty, unreadable, or larger than ``max_megapixels`` (0: no limit),
+    which is checked from the header before decoding."""
     if not data:
         raise ValueError("empty file")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    head = probe(data)
+    if head and max_megapixels and head[0] * head[1] > max_megapixels * 1e6:
+        raise ValueError(f"image too large: {head[0]}x{head[1]} is over {max_megapixels:g} megapixels")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # never rotates: EXIF is applied below
     if img is None:
         raise ValueError("not a decodable image")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return img
+    return apply_orientation(img, head[2]) if head else img
 
 
 def encode(img: np.ndarray, fmt: str, quality: int = 95) -> bytes:

@@ -69,3 +69,11 @@ def ssim(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, y_channel: bool
     if a.ndim == 2:
         return _ssim_plane(a, b)
     return float(np.mean([_ssim_plane(a[..., c], b[..., c]) for c in range(a.shape[2])]))
+
+
+def sharpness(img: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image on the [0, 1] scale (higher is sharper)."""
+    f = to_255(img) / 255.0
+    if f.ndim == 3:
+        f = f[..., :3].mean(axis=2)
+    return float(cv2.Laplacian(f, cv2.CV_64F).var())

@@ -1,13 +1,18 @@
 import os
 
+import fsspec
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
-from deblur import checkpoint, infer, models
+from deblur import checkpoint, infer, models, sinks
 from deblur.config import DeblurConfig
-from deblur.io import OUTPUT_FORMATS, decode
+from deblur.io import decode, encode
+from deblur.tiling import tiled
 from tests.conftest import textured, write_image
+
+FORMATS = infer.FORMATS
 
 
 @pytest.fixture(scope="module")
@@ -18,26 +23,119 @@ def seed_checkpoint(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("fmt", OUTPUT_FORMATS)
-def test_run_writes_one_output_per_input_with_its_size(ray_cluster, photo_folder, tmp_path, seed_checkpoint, fmt):
+def _run(src, out, ck, fmt="png", **kw):
+    return infer.run(DeblurConfig(input=str(src), output=str(out), model=ck, format=fmt, workers=2,
+                                  batch_size=2, **kw))
+
+
+def _manifest(out) -> dict[str, dict]:
+    return {r["source"]: r for r in sinks.read_manifest(str(out)).to_pylist()}
+
+
+def _read(fs, path):
+    return decode(fs.cat_file(path))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, photo_folder, tmp_path,
+                                                                 seed_checkpoint, fmt):
     write_image(photo_folder / "rgba.png", textured(30, 26, 4))
     write_image(photo_folder / "deep.png", textured(22, 34, 3, dtype=np.uint16))
     out = tmp_path / "out"
-    summary = infer.run(DeblurConfig(input=str(photo_folder), output=str(out), model=seed_checkpoint, format=fmt,
-                                     workers=2, batch_size=2))
-    assert (summary.done, summary.failed) == (8, 0)
-    for root, _, files in os.walk(photo_folder):
-        for name in files:
-            src = os.path.join(root, name)
-            rel = os.path.relpath(src, photo_folder)
-            dst = out / (os.path.splitext(rel)[0] + "." + fmt)
-            with open(src, "rb") as f:
-                a = decode(f.read())
-            with open(dst, "rb") as f:
-                b = decode(f.read())
+    first = _run(photo_folder, out, seed_checkpoint, fmt)
+    assert (first.done, first.skipped, first.failed) == (8, 0, 0)
+    inputs = sorted(str(p) for p in photo_folder.rglob("*.png"))
+    manifest = _manifest(out)
+    assert sorted(manifest) == inputs and {r["status"] for r in manifest.values()} == {"done"}
+    fs = fsspec.filesystem("file")
+    if fmt == "parquet":
+        table = pq.read_table(str(out), columns=["path", "image", "width", "height", "channels", "model",
+                                                 "sharpness_before", "sharpness_after"]).to_pylist()
+        assert sorted(r["path"] for r in table) == inputs
+        for r in table:
+            img = decode(r["image"])
+            src = _read(fs, r["path"])
+            assert img.shape == src.shape and (r["height"], r["width"]) == src.shape[:2]
+            assert r["sharpness_before"] >= 0 and r["model"].startswith("seed-")
+    else:
+        for src in inputs:
+            rel = os.path.splitext(os.path.relpath(src, photo_folder))[0] + "." + fmt
+            a, b = _read(fs, src), _read(fs, str(out / rel))
             assert b.shape[:2] == a.shape[:2]
-            if fmt == "png":  # webp has no grey and jpg no alpha; png keeps everything
+            if fmt == "png":  # webp has no grey and jpg no alpha; png keeps everything, 16-bit too
                 assert b.shape == a.shape and b.dtype == a.dtype
+
+    again = _run(photo_folder, out, seed_checkpoint, fmt)
+    assert (again.done, again.skipped, again.failed) == (0, 8, 0)
+    for i in range(3):
+        write_image(photo_folder / "new" / f"n{i}.png", textured(20, 20, 3, seed=10 + i))
+    third = _run(photo_folder, out, seed_checkpoint, fmt)
+    assert (third.done, third.skipped) == (3, 8)
+    assert len(_manifest(out)) == 11
+    if fmt == "parquet":  # never duplicates
+        paths = pq.read_table(str(out), columns=["path"])["path"].to_pylist()
+        assert len(paths) == len(set(paths)) == 11
+
+
+def test_s3_input_and_output(ray_cluster, bucket, seed_checkpoint):
+    fs = fsspec.filesystem("s3")
+    root = bucket.removeprefix("s3://")
+    for i, (h, w, c) in enumerate([(30, 40, 3), (32, 32, 1), (25, 45, 4)]):
+        fs.pipe(f"{root}/in/d{i % 2}/img{i}.png", encode(textured(h, w, c, seed=i), "png"))
+    for fmt in ("png", "parquet"):
+        out = f"{bucket}/out-{fmt}"
+        s = _run(f"{bucket}/in", out, seed_checkpoint, fmt)
+        assert (s.done, s.failed) == (3, 0)
+        fs.invalidate_cache()
+        assert len(_manifest(out)) == 3 and all(k.startswith(f"{bucket}/in/") for k in _manifest(out))
+        if fmt == "png":
+            assert sorted(fs.find(f"{root}/out-png/d0")) == [f"{root}/out-png/d0/img0.png", f"{root}/out-png/d0/img2.png"]
+            assert _read(fs, f"{root}/out-png/d0/img2.png").shape == (25, 45, 4)
+        assert _run(f"{bucket}/in", out, seed_checkpoint, fmt).skipped == 3
+
+
+def test_bad_inputs_get_error_rows_and_the_run_goes_on(ray_cluster, tmp_path, seed_checkpoint):
+    src = tmp_path / "mixed"
+    write_image(src / "good.png", textured(40, 50, 3))
+    write_image(src / "grey.png", textured(30, 30, 1))
+    write_image(src / "rgba.png", textured(30, 34, 4))
+    write_image(src / "deep.png", textured(20, 24, 3, dtype=np.uint16))
+    (src / "empty.png").write_bytes(b"")
+    (src / "notes.txt").write_text("not an image")
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 20)
+    (src / "truncated.png").write_bytes((src / "good.png").read_bytes()[:200])
+    write_image(src / "huge.png", np.zeros((1100, 1000), np.uint8))
+    s = _run(src, tmp_path / "out", seed_checkpoint, max_megapixels=1.0)
+    assert (s.done, s.failed) == (4, 5)
+    manifest = _manifest(tmp_path / "out")
+    errors = {os.path.basename(k): r["error"] for k, r in manifest.items() if r["status"] == "failed"}
+    assert sorted(errors) == ["corrupt.jpg", "empty.png", "huge.png", "notes.txt", "truncated.png"]
+    assert "empty file" in errors["empty.png"] and "too large" in errors["huge.png"]
+    assert "unsupported file type '.txt'" in errors["notes.txt"]
+    assert all(errors.values())
+
+
+def test_exif_orientation_is_applied(ray_cluster, tmp_path, seed_checkpoint):
+    from PIL import Image
+
+    img = Image.fromarray(textured(30, 50, 3))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    (tmp_path / "in").mkdir()
+    img.save(tmp_path / "in" / "rotated.jpg", exif=exif, quality=95)
+    _run(tmp_path / "in", tmp_path / "out", seed_checkpoint)
+    with open(tmp_path / "out" / "rotated.png", "rb") as f:
+        assert decode(f.read()).shape == (50, 30, 3)
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_tiled_equals_whole_image_away_from_tile_borders(name):
+    torch.manual_seed(0)
+    model = models.build(name, channels=3).eval()
+    x = torch.rand(1, 3, 300, 233)
+    with torch.no_grad():
+        whole, tiles = model(x), tiled(model, x, tile=96, pad=16)
+    torch.testing.assert_close(tiles, whole, atol=1e-5, rtol=0)
 
 
 def test_restore_image_keeps_alpha_and_uses_the_model(seed_checkpoint):
@@ -48,6 +146,11 @@ def test_restore_image_keeps_alpha_and_uses_the_model(seed_checkpoint):
     assert not np.array_equal(out[..., :3], img[..., :3])
 
 
-def test_colliding_output_names_are_kept_apart():
+def test_colliding_output_names_are_kept_apart_and_inside_the_root():
     keys = infer.output_keys("/in", ["/in/a.jpg", "/in/a.png", "/in/../../x/b.png"], "png")
     assert keys == ["a.png", "a.png.png", "x/b.png"]
+
+
+def test_memory_output_is_refused(seed_checkpoint, photo_folder):
+    with pytest.raises(ValueError, match="memory://"):
+        infer.run(DeblurConfig(input=str(photo_folder), output="memory://out", model=seed_checkpoint))
