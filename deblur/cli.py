@@ -46,6 +46,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="de-blur every image under a folder/bucket with Ray Data", epilog=EPILOG)
     p.add_argument("--input", required=True, help="folder/bucket (or one file) of blurred images")
     p.add_argument("--output", required=True, help="output root; input paths are mirrored below it")
+    p.add_argument("--input-column", help="read --input as a Parquet dataset whose column of this name holds "
+                   "encoded images (a 'path' column, if any, names them)")
     p.add_argument("--model", help="checkpoint directory, or a training output (its best checkpoint); "
                    "default: the bundled model")
     p.add_argument("--format", default="png", choices=(*OUTPUT_FORMATS, "parquet"),

@@ -65,3 +65,4 @@ class DeblurConfig(_Config):
     overwrite: bool = False
     fail_on_error: bool = False
     max_megapixels: float = 200.0
+    input_column: str | None = None

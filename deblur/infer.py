@@ -9,6 +9,7 @@ file is an error row, never fatal; inputs already done (per the manifest) are sk
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import posixpath
 import time
@@ -27,7 +28,8 @@ from deblur import checkpoint, sinks
 from deblur.config import DeblurConfig
 from deblur.imageops import to_numpy, to_tensor
 from deblur.io import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, decode, encode, filesystem, from_float,
-                       is_process_local, relative_key, to_float, unstrip, write_atomic)
+                       is_process_local, relative_key, to_float, to_pyarrow, unstrip,
+                       write_atomic)
 from deblur.metrics import sharpness
 from deblur.runtime import ensure_ray
 from deblur.tiling import tiled
@@ -68,7 +70,10 @@ def run(cfg: DeblurConfig) -> Summary:
     done = frozenset() if cfg.overwrite else sinks.done_sources(cfg.output)
     ensure_ray()
     t0 = time.perf_counter()
-    ds = input_rows(cfg.input, cfg.output, cfg.format, done)
+    if cfg.input_column:
+        ds = parquet_rows(cfg.input, cfg.input_column, cfg.output, cfg.format, done)
+    else:
+        ds = input_rows(cfg.input, cfg.output, cfg.format, done)
     ds = ds.map_batches(
         Deblurrer, batch_size=cfg.batch_size, compute=ActorPoolStrategy(size=cfg.workers),
         num_gpus=1 if cfg.gpu else 0, batch_format="numpy",
@@ -131,8 +136,37 @@ def describe(root: str, output: str, urls: list[str], fmt: str, done: frozenset[
     urls = [u for u in urls if not posixpath.basename(u).startswith(".")
             and not (filesystem(u)[1] + "/").startswith(out_prefix)]
     keys = output_keys(root, urls, fmt) if fmt != "parquet" else [""] * len(urls)
-    return [{"path": u, "output": posixpath.join(output, k) if k else "", "skip": u in done}
-            for u, k in zip(urls, keys)]
+    return [{"path": u, "output": posixpath.join(output, k) if k else "", "skip": u in done,
+             "error": "" if u.lower().endswith(IMAGE_EXTENSIONS) else
+             f"unsupported file type {posixpath.splitext(u)[1] or '(none)'!r}"} for u, k in zip(urls, keys)]
+
+
+def parquet_rows(source: str, column: str, output: str, fmt: str, done: frozenset[str]) -> ray.data.Dataset:
+    """Rows for a Parquet dataset whose ``column`` holds encoded images. A ``path`` column, when present,
+    names each image (and its output); otherwise the image's content hash does."""
+    fs, root = filesystem(source)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"input not found: {source}")
+    ds = ray.data.read_parquet(root, filesystem=to_pyarrow(fs))
+    if column not in ds.columns():
+        raise ValueError(f"no column {column!r} in {source}; columns: {', '.join(ds.columns())}")
+    return ds.map_batches(_parquet_batch, batch_format="pyarrow",
+                          fn_kwargs={"column": column, "output": output, "fmt": fmt, "done": done})
+
+
+def _parquet_batch(table, column: str, output: str, fmt: str, done: frozenset[str]) -> dict[str, list]:
+    blobs = table[column].to_pylist()
+    names = table["path"].to_pylist() if "path" in table.column_names else [
+        "sha256-" + hashlib.sha256(b or b"").hexdigest()[:32] + ".png" for b in blobs]
+    rows = describe_named(names, output, fmt, done)
+    return {**{k: [r[k] for r in rows] for k in rows[0]}, "bytes": blobs} if rows else {}
+
+
+def describe_named(names: list[str], output: str, fmt: str, done: frozenset[str]) -> list[dict]:
+    """Rows for images known by name only (no file to list); outputs are named after them, made safe."""
+    keys = output_keys("", names, fmt) if fmt != "parquet" else [""] * len(names)
+    return [{"path": n, "output": posixpath.join(output, k) if k else "", "skip": n in done, "error": ""}
+            for n, k in zip(names, keys)]
 
 
 def output_keys(root: str, urls: list[str], fmt: str) -> list[str]:
@@ -163,9 +197,11 @@ class Deblurrer:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         blobs = batch.get("bytes", [None] * len(batch["path"]))
         results, rows = [], []
-        for path, out, skip, data in zip(batch["path"], batch["output"], batch["skip"], blobs):
-            if skip:
-                results.append({"status": "skipped", "error": "", "megapixels": 0.0, "output": out})
+        for path, out, skip, error, data in zip(batch["path"], batch["output"], batch["skip"], batch["error"], blobs):
+            if skip or error:
+                status = "skipped" if skip else "failed"
+                results.append({"status": status, "error": "" if skip else f"ValueError: {error}",
+                                "megapixels": 0.0, "output": ""})
                 continue
             result, row = self.process(str(path), str(out), data)
             results.append(result)
@@ -188,8 +224,6 @@ class Deblurrer:
             if data is None:
                 fs, src = filesystem(path)
                 data = fs.cat_file(src)
-            if not path.lower().endswith(IMAGE_EXTENSIONS):
-                raise ValueError(f"unsupported file type {posixpath.splitext(path)[1] or '(none)'!r}")
             img = decode(data, self.max_megapixels)
             out = restore_image(self.model, img, self.channels, self.device, self.tile, self.pad)
             fmt = "png" if self.fmt == "parquet" else self.fmt

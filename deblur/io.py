@@ -146,6 +146,8 @@ def safe_key(relative: str) -> str:
 
 def relative_key(root: str, path: str) -> str:
     """``path`` relative to ``root`` (both URLs or paths on one filesystem), made safe."""
+    if not root:
+        return safe_key(path.split("://", 1)[-1])
     _, root_path = filesystem(root)
     _, file_path = filesystem(path)
     rel = posixpath.relpath(file_path, root_path) if file_path != root_path else posixpath.basename(file_path)
