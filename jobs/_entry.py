@@ -1,13 +1,16 @@
-"""Shared by the job entrypoints: make the package importable from a ``--working-dir`` upload."""
+"""Shared by the job entrypoints: make the package importable from a ``--working-dir`` upload.
+
+``jobs/`` itself comes off ``sys.path`` first: ``jobs/deblur.py`` would otherwise shadow the package.
+"""
 
 import os
 import sys
 
 
 def main(command: str) -> int:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    sys.path.insert(0, os.path.dirname(here))
     from deblur.cli import main as cli_main
 
     return cli_main([command, *sys.argv[1:]])

@@ -1,0 +1,90 @@
+"""End to end as users run it: a real head (`ray start --head`, dashboard on), `ray job submit` of a
+training job and a de-blur job over buckets on the moto S3 server, then a re-submission."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import fsspec
+import pytest
+
+from deblur import sinks
+from deblur.io import encode
+from tests.conftest import _free_port, textured
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def head(s3_endpoint, tmp_path_factory):
+    """A Ray head on loopback, its dashboard serving the Jobs API; the moto endpoint is in its env."""
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    env.pop("RAY_ADDRESS", None)
+    start = [os.path.join(BIN, "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+             "--num-cpus=4", f"--temp-dir={tmp_path_factory.mktemp('rayhead')}", "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    yield {"address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{port}", "env": env}
+    subprocess.run([os.path.join(BIN, "ray"), "stop", "--force"], env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+                   capture_output=True, timeout=120)
+
+
+def submit(head, *job: str) -> subprocess.CompletedProcess:
+    """``ray job submit`` (waits for the job); ``stdout`` is then replaced by the job's complete log."""
+    sid = f"test-{time.time_ns()}"
+    ray = os.path.join(BIN, "ray")
+    cmd = [ray, "job", "submit", "--address", head["address"], "--submission-id", sid, "--working-dir", ROOT,
+           "--runtime-env", os.path.join(ROOT, "jobs", "runtime_env.yaml"), "--", sys.executable, *job]
+    done = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=600)
+    logs = subprocess.run([ray, "job", "logs", "--address", head["address"], sid], env=head["env"],
+                          capture_output=True, text=True, timeout=120)
+    return subprocess.CompletedProcess(cmd, done.returncode, logs.stdout, done.stdout + done.stderr)
+
+
+def test_train_then_deblur_jobs_over_buckets(head, bucket):
+    fs = fsspec.filesystem("s3")
+    root = bucket.removeprefix("s3://")
+    for i in range(6):
+        fs.pipe(f"{root}/sharp/s{i}.png", encode(textured(48, 48, 3, seed=i), "png"))
+    for i in range(3):
+        fs.pipe(f"{root}/incoming/day1/b{i}.png", encode(textured(40, 56, 3, seed=20 + i), "png"))
+
+    train = submit(head, "jobs/train.py", "--data", f"{bucket}/sharp", "--val-data", f"{bucket}/sharp",
+                   "--output", f"{bucket}/runs/r1", "--epochs", "2", "--batch-size", "4", "--patch-size", "32",
+                   "--blur", "gaussian:sigma=1.0", "--workers", "1")
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-2000:]
+    assert f"best checkpoint: {bucket}/runs/r1/epoch_0002" in train.stdout
+    fs.invalidate_cache()
+    assert fs.exists(f"{root}/runs/r1/epoch_0002/model.safetensors")
+
+    job = ["jobs/deblur.py", "--model", f"{bucket}/runs/r1", "--input", f"{bucket}/incoming",
+           "--output", f"{bucket}/deblurred"]
+    first = submit(head, *job)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "3 done, 0 skipped, 0 failed" in first.stdout
+    fs.invalidate_cache()
+    assert sorted(fs.find(f"{root}/deblurred/day1")) == [f"{root}/deblurred/day1/b{i}.png" for i in range(3)]
+    assert len(sinks.read_manifest(f"{bucket}/deblurred")) == 3
+
+    again = submit(head, *job)
+    assert again.returncode == 0 and "0 done, 3 skipped, 0 failed" in again.stdout
+
+
+def test_a_repeated_trigger_does_not_double_submit(head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    (tmp_path / "in").mkdir()
+    cmd = [sys.executable, os.path.join(ROOT, "jobs", "submit.py"), "--address", head["address"],
+           "--id", "deblur-nightly-2026-11-25", "--wait", "--", sys.executable, "-c", "print('nightly')"]
+    first = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=300)
+    second = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and "submitted" in first.stdout and "SUCCEEDED" in first.stdout, first.stderr
+    assert second.returncode == 0 and "already submitted" in second.stdout
+    jobs = [j for j in JobSubmissionClient(head["address"]).list_jobs()
+            if j.submission_id == "deblur-nightly-2026-11-25"]
+    assert len(jobs) == 1
