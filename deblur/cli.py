@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        print(dispatch(args))
+        print(dispatch(args), flush=True)
     except (ValueError, FileNotFoundError, PermissionError, json.JSONDecodeError) as e:
         if args.verbose:
             raise

@@ -4,6 +4,7 @@ training job and a de-blur job over buckets on the moto S3 server, then a re-sub
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,21 +18,45 @@ from tests.conftest import _free_port, textured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+FINAL_LINE = re.compile(r"^(best checkpoint: |\d+ done, )", re.M)  # what each job prints last
 
 
 @pytest.fixture(scope="module")
 def head(s3_endpoint, tmp_path_factory):
-    """A Ray head on loopback, its dashboard serving the Jobs API; the moto endpoint is in its env."""
+    """A Ray head on loopback, its dashboard serving the Jobs API; the moto endpoint is in its env.
+
+    Started with ``--block`` in its own process group, so tearing it down stops this head only, never
+    another Ray on the machine (``ray stop`` would stop them all).
+    """
+    import signal
+
+    from ray.job_submission import JobSubmissionClient
+
     port, dash = _free_port(), _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": BIN + os.pathsep + os.environ["PATH"]}
     env.pop("RAY_ADDRESS", None)
-    start = [os.path.join(BIN, "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+    start = [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
              "--num-cpus=4", f"--temp-dir={tmp_path_factory.mktemp('rayhead')}", "--disable-usage-stats"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
-    yield {"address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{port}", "env": env}
-    subprocess.run([os.path.join(BIN, "ray"), "stop", "--force"], env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
-                   capture_output=True, timeout=120)
+    proc = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 180
+    while True:
+        try:
+            JobSubmissionClient(address).list_jobs()
+            break
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+            time.sleep(1)
+    yield {"address": address, "env": env}
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def submit(head, *job: str) -> subprocess.CompletedProcess:
@@ -41,9 +66,13 @@ def submit(head, *job: str) -> subprocess.CompletedProcess:
     cmd = [ray, "job", "submit", "--address", head["address"], "--submission-id", sid, "--working-dir", ROOT,
            "--runtime-env", os.path.join(ROOT, "jobs", "runtime_env.yaml"), "--", sys.executable, *job]
     done = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=600)
-    logs = subprocess.run([ray, "job", "logs", "--address", head["address"], sid], env=head["env"],
-                          capture_output=True, text=True, timeout=120)
-    return subprocess.CompletedProcess(cmd, done.returncode, logs.stdout, done.stdout + done.stderr)
+    for _ in range(20):  # the job's log file can trail its exit by a moment
+        logs = subprocess.run([ray, "job", "logs", "--address", head["address"], sid], env=head["env"],
+                              capture_output=True, text=True, timeout=120).stdout
+        if done.returncode or FINAL_LINE.search(logs):
+            break
+        time.sleep(1)
+    return subprocess.CompletedProcess(cmd, done.returncode, logs, done.stdout + done.stderr)
 
 
 def test_train_then_deblur_jobs_over_buckets(head, bucket):
