@@ -16,6 +16,16 @@ from deblur.io import OUTPUT_FORMATS
 EPILOG = "URIs may be local paths or any fsspec URL (s3://, gs://, file://, memory://)."
 
 
+def _json_dict(text: str) -> dict[str, float]:
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
+            return {str(k): float(v) for k, v in value.items()}
+    except json.JSONDecodeError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a JSON object of numbers, got {text!r}")
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a de-blurring model with Ray Train", epilog=EPILOG)
     p.add_argument("--data", required=True, help="folder/bucket of sharp images, or fashion-mnist[:URI]")
@@ -35,6 +45,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-data", help="separate folder/bucket of validation images")
     p.add_argument("--workers", type=int, default=1, help="data-parallel training workers (default: 1)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker, nccl, bf16 autocast")
+    p.add_argument("--worker-resources", type=_json_dict, help='extra Ray resources per training worker, as JSON, '
+                   'e.g. \'{"accelerator_type:A10G": 0.001}\'')
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="stream images from Ray Data every epoch instead of caching them in worker memory")
     p.add_argument("--seed", type=int, default=0, help="random seed for crops and blurs (default: 0)")
@@ -54,6 +66,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="one image file per input, or Parquet rows with the encoded PNG (default: png)")
     p.add_argument("--workers", type=int, default=1, help="model actors (default: 1)")
     p.add_argument("--gpu", action="store_true", help="one GPU per model actor")
+    p.add_argument("--actor-resources", type=_json_dict, help="extra Ray resources per model actor, as JSON")
     p.add_argument("--batch-size", type=int, default=4, help="images per actor call (default: 4)")
     p.add_argument("--tile", type=int, default=512, help="largest tile side; bigger images go in tiles (default: 512)")
     p.add_argument("--tile-pad", type=int, default=32, help="context kept around each tile (default: 32)")

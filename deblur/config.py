@@ -47,6 +47,7 @@ class TrainConfig(_Config):
     seed: int = 0
     keep_checkpoints: int = 3
     checkpoint_every: int = 1
+    worker_resources: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,4 @@ class DeblurConfig(_Config):
     fail_on_error: bool = False
     max_megapixels: float = 200.0
     input_column: str | None = None
+    actor_resources: dict[str, float] | None = None

@@ -77,6 +77,7 @@ def run(cfg: DeblurConfig) -> Summary:
     ds = ds.map_batches(
         Deblurrer, batch_size=cfg.batch_size, compute=ActorPoolStrategy(size=cfg.workers),
         num_gpus=1 if cfg.gpu else 0, batch_format="numpy",
+        **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
         fn_constructor_kwargs={"checkpoint_uri": ckpt, "model_id": model, "fmt": cfg.format, "output": cfg.output,
                                "run": run_id, "gpu": cfg.gpu, "tile": cfg.tile, "pad": cfg.tile_pad,
                                "max_megapixels": cfg.max_megapixels})

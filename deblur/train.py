@@ -55,12 +55,21 @@ def fit(cfg: TrainConfig) -> str:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=cfg.to_dict(),
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu),
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
+                                     resources_per_worker=worker_resources(cfg.gpu, cfg.worker_resources)),
         run_config=run_config(cfg.output, cfg.keep_checkpoints),
         datasets={"train": train_ds, "val": val_ds},
     )
     trainer.fit()
     return checkpoint.resolve(cfg.output)
+
+
+def worker_resources(gpu: bool, extra: dict[str, float] | None) -> dict[str, float] | None:
+    """Ray resources for each training worker: 1 CPU (and 1 GPU with ``gpu``) plus ``extra``
+    (e.g. an accelerator type, or a custom resource that pins workers to certain nodes)."""
+    if not extra:
+        return None
+    return {"CPU": 1.0, **({"GPU": 1.0} if gpu else {}), **extra}
 
 
 def run_config(output: str, keep: int) -> RunConfig:

@@ -1,0 +1,52 @@
+"""Run by tests/test_multinode.py in its own process: a head and two worker nodes on this machine
+(``ray.cluster_utils.Cluster``); a custom resource ``accel`` stands in for one GPU per worker node.
+
+Usage: python tests/multinode.py BUCKET_URL  (the S3 endpoint and credentials come from the environment)
+"""
+
+import sys
+
+import fsspec
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.state import list_actors
+
+from deblur.config import DeblurConfig, TrainConfig
+from deblur.infer import run
+from deblur.io import encode
+from deblur.train import fit
+from tests.conftest import textured
+
+
+def nodes_of(class_fragment: str) -> set[str]:
+    return {a.node_id for a in list_actors(filters=[("state", "!=", "PENDING_CREATION")], limit=10_000, detail=True)
+            if class_fragment in a.class_name}
+
+
+def main(bucket: str) -> None:
+    fs = fsspec.filesystem("s3")
+    for i in range(8):
+        fs.pipe(f"{bucket[5:]}/mn/sharp/s{i}.png", encode(textured(40, 40, 3, seed=i), "png"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True})
+    workers = [cluster.add_node(num_cpus=2, resources={"accel": 1}) for _ in range(2)]
+    ray.init(address=cluster.address)
+    cluster.wait_for_nodes()
+    best = fit(TrainConfig(data=f"{bucket}/mn/sharp", val_data=f"{bucket}/mn/sharp", output=f"{bucket}/mn/run",
+                           blur="gaussian:sigma=1.0", epochs=2, batch_size=8, patch_size=32, workers=2,
+                           worker_resources={"accel": 1}))
+    assert best.startswith(f"{bucket}/mn/run/epoch_"), best
+    worker_nodes = {w.node_id for w in workers}
+    train_nodes = nodes_of("RayTrainWorker")
+    assert train_nodes == worker_nodes, (train_nodes, worker_nodes)
+    s = run(DeblurConfig(input=f"{bucket}/mn/sharp", output=f"{bucket}/mn/out", model=f"{bucket}/mn/run",
+                         workers=2, batch_size=1, actor_resources={"accel": 1}))
+    assert (s.done, s.failed) == (8, 0), s.line()
+    actor_nodes = nodes_of("MapWorker")
+    assert actor_nodes == worker_nodes, (actor_nodes, worker_nodes)
+    print(f"OK training workers on {len(train_nodes)} nodes, model actors on {len(actor_nodes)} nodes; {best}")
+    ray.shutdown()
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
