@@ -63,22 +63,23 @@ def run(cfg: DeblurConfig) -> Summary:
         raise ValueError(f"unknown format {cfg.format!r}; choose one of: {', '.join(FORMATS)}")
     if is_process_local(filesystem(cfg.output)[0]):
         raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
+    source, output = absolute(cfg.input), absolute(cfg.output)  # workers may run elsewhere
     ckpt = checkpoint.resolve(cfg.model)
     checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
     model = checkpoint.model_id(ckpt)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    done = frozenset() if cfg.overwrite else sinks.done_sources(cfg.output)
+    done = frozenset() if cfg.overwrite else sinks.done_sources(output)
     ensure_ray()
     t0 = time.perf_counter()
     if cfg.input_column:
-        ds = parquet_rows(cfg.input, cfg.input_column, cfg.output, cfg.format, done)
+        ds = parquet_rows(source, cfg.input_column, output, cfg.format, done)
     else:
-        ds = input_rows(cfg.input, cfg.output, cfg.format, done)
+        ds = input_rows(source, output, cfg.format, done)
     ds = ds.map_batches(
         Deblurrer, batch_size=cfg.batch_size, compute=ActorPoolStrategy(size=cfg.workers),
         num_gpus=1 if cfg.gpu else 0, batch_format="numpy",
         **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
-        fn_constructor_kwargs={"checkpoint_uri": ckpt, "model_id": model, "fmt": cfg.format, "output": cfg.output,
+        fn_constructor_kwargs={"checkpoint_uri": ckpt, "model_id": model, "fmt": cfg.format, "output": output,
                                "run": run_id, "gpu": cfg.gpu, "tile": cfg.tile, "pad": cfg.tile_pad,
                                "max_megapixels": cfg.max_megapixels})
     status, mpx = Counter(), 0.0
@@ -88,11 +89,17 @@ def run(cfg: DeblurConfig) -> Summary:
         for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
             if st == "failed":
                 log.warning("failed: %s: %s", path, err)
-    manifest = sinks.compact_manifest(cfg.output, run_id)
+    manifest = sinks.compact_manifest(output, run_id)
     if cfg.overwrite and cfg.format == "parquet":
-        sinks.drop_parquet_parts(cfg.output, run_id)
+        sinks.drop_parquet_parts(output, run_id)
     return Summary(status["done"], status["skipped"], status["failed"], time.perf_counter() - t0, mpx,
                    cfg.output, manifest)
+
+
+def absolute(uri: str) -> str:
+    """``uri`` with a local path made absolute (other URLs unchanged)."""
+    fs, path = filesystem(uri)
+    return unstrip(fs, path)
 
 
 def input_rows(source: str, output: str, fmt: str, done: frozenset[str]) -> ray.data.Dataset:
