@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from deblur import checkpoint, infer, models  # noqa: E402
+from deblur import checkpoint, infer, models, stages  # noqa: E402
 from deblur.config import DeblurConfig  # noqa: E402
 from deblur.io import decode, encode  # noqa: E402
 
@@ -44,7 +44,7 @@ def loop(paths: list[str], out: str, fmt: str, model=None, channels: int = 1) ->
         with open(p, "rb") as f:
             img = decode(f.read())
         if model is not None:
-            img = infer.restore_image(model, img, channels, torch.device("cpu"))
+            img = stages.restore_image(model, img, channels, torch.device("cpu"))
         with open(os.path.join(out, os.path.basename(p) + "." + fmt), "wb") as f:
             f.write(encode(img, fmt))
     return time.perf_counter() - t0

@@ -66,6 +66,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="one image file per input, or Parquet rows with the encoded PNG (default: png)")
     p.add_argument("--workers", type=int, default=1, help="model actors (default: 1)")
     p.add_argument("--gpu", action="store_true", help="one GPU per model actor")
+    p.add_argument("--stages", default="auto", choices=("auto", "fused", "split"),
+                   help="split: decode and encode in CPU tasks, the model alone in its actors (default with "
+                   "--gpu); fused: all in one actor (default on CPU)")
     p.add_argument("--actor-resources", type=_json_dict, help="extra Ray resources per model actor, as JSON")
     p.add_argument("--batch-size", type=int, default=4, help="images per actor call (default: 4)")
     p.add_argument("--tile", type=int, default=512, help="largest tile side; bigger images go in tiles (default: 512)")

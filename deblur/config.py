@@ -68,3 +68,4 @@ class DeblurConfig(_Config):
     max_megapixels: float = 200.0
     input_column: str | None = None
     actor_resources: dict[str, float] | None = None
+    stages: str = "auto"

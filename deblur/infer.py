@@ -18,21 +18,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import numpy as np
 import ray.data
-import torch
-import torch.nn as nn
 from ray.data import ActorPoolStrategy
 
 from deblur import checkpoint, sinks
 from deblur.config import DeblurConfig
-from deblur.imageops import to_numpy, to_tensor
-from deblur.io import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, decode, encode, filesystem, from_float,
-                       is_process_local, relative_key, to_float, to_pyarrow, unstrip,
-                       write_atomic)
-from deblur.metrics import sharpness
+from deblur.io import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, filesystem, is_process_local, relative_key,
+                       to_pyarrow, unstrip)
 from deblur.runtime import ensure_ray
-from deblur.tiling import tiled
+from deblur.stages import FusedDeblurrer, Restorer, decode_batch, write_batch
 
 log = logging.getLogger(__name__)
 FORMATS = (*OUTPUT_FORMATS, "parquet")
@@ -75,13 +69,7 @@ def run(cfg: DeblurConfig) -> Summary:
         ds = parquet_rows(source, cfg.input_column, output, cfg.format, done)
     else:
         ds = input_rows(source, output, cfg.format, done)
-    ds = ds.map_batches(
-        Deblurrer, batch_size=cfg.batch_size, compute=ActorPoolStrategy(size=cfg.workers),
-        num_gpus=1 if cfg.gpu else 0, batch_format="numpy",
-        **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
-        fn_constructor_kwargs={"checkpoint_uri": ckpt, "model_id": model, "fmt": cfg.format, "output": output,
-                               "run": run_id, "gpu": cfg.gpu, "tile": cfg.tile, "pad": cfg.tile_pad,
-                               "max_megapixels": cfg.max_megapixels})
+    ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
     status, mpx = Counter(), 0.0
     for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
         status.update(batch["status"].tolist())
@@ -94,6 +82,22 @@ def run(cfg: DeblurConfig) -> Summary:
         sinks.drop_parquet_parts(output, run_id)
     return Summary(status["done"], status["skipped"], status["failed"], time.perf_counter() - t0, mpx,
                    cfg.output, manifest)
+
+
+def add_stages(ds: ray.data.Dataset, cfg: DeblurConfig, ckpt: str, sink: dict) -> ray.data.Dataset:
+    """decode -> model -> write: separate stages when the model runs on GPUs (``--stages split``, the
+    default with ``--gpu``), one fused CPU actor otherwise; see :mod:`deblur.stages`."""
+    model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "tile": cfg.tile, "pad": cfg.tile_pad}
+    actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0,
+              "batch_size": cfg.batch_size, "batch_format": "numpy",
+              **({"resources": cfg.actor_resources} if cfg.actor_resources else {})}
+    if cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu):
+        return ds.map_batches(FusedDeblurrer, fn_constructor_kwargs={
+            **model, **sink, "max_megapixels": cfg.max_megapixels}, **actors)
+    ds = ds.map_batches(decode_batch, fn_kwargs={"max_megapixels": cfg.max_megapixels},
+                        batch_size=cfg.batch_size, batch_format="numpy")
+    ds = ds.map_batches(Restorer, fn_constructor_kwargs=model, **actors)
+    return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=cfg.batch_size, batch_format="numpy")
 
 
 def absolute(uri: str) -> str:
@@ -188,87 +192,3 @@ def output_keys(root: str, urls: list[str], fmt: str) -> list[str]:
         seen.add(key)
         keys.append(key)
     return keys
-
-
-class Deblurrer:
-    """Ray Data actor: loads the checkpoint once; de-blurs and writes each row's image, then records the
-    batch in the manifest."""
-
-    def __init__(self, checkpoint_uri: str, model_id: str, fmt: str, output: str, run: str, gpu: bool = False,
-                 tile: int = 512, pad: int = 32, max_megapixels: float = 0.0) -> None:
-        self.device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
-        self.model, config = checkpoint.load(checkpoint_uri, self.device)
-        self.channels = int(config["settings"].get("channels", 1))
-        self.model_id, self.fmt, self.output, self.run = model_id, fmt, output, run
-        self.tile, self.pad, self.max_megapixels = tile, pad, max_megapixels
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        blobs = batch.get("bytes", [None] * len(batch["path"]))
-        results, rows = [], []
-        for path, out, skip, error, data in zip(batch["path"], batch["output"], batch["skip"], batch["error"], blobs):
-            if skip or error:
-                status = "skipped" if skip else "failed"
-                results.append({"status": status, "error": "" if skip else f"ValueError: {error}",
-                                "megapixels": 0.0, "output": ""})
-                continue
-            result, row = self.process(str(path), str(out), data)
-            results.append(result)
-            if row is not None:
-                rows.append(row)
-        if rows:
-            part = sinks.write_parquet_part(self.output, self.run, rows)
-            for r in results:
-                r["output"] = part if r["status"] == "done" else r["output"]
-        now = datetime.now(timezone.utc)
-        sinks.write_manifest_part(self.output, self.run, [
-            {"source": str(p), "output": r["output"], "status": r["status"], "error": r["error"],
-             "model": self.model_id, "run": self.run, "time": now}
-            for p, r in zip(batch["path"], results) if r["status"] != "skipped"])
-        return {"path": batch["path"], **{k: np.array([r[k] for r in results]) for k in ("status", "error", "megapixels")}}
-
-    def process(self, path: str, output: str, data: bytes | None) -> tuple[dict, dict | None]:
-        """De-blur one input; returns its record and, for Parquet output, its result row."""
-        try:
-            if data is None:
-                fs, src = filesystem(path)
-                data = fs.cat_file(src)
-            img = decode(data, self.max_megapixels)
-            out = restore_image(self.model, img, self.channels, self.device, self.tile, self.pad)
-            fmt = "png" if self.fmt == "parquet" else self.fmt
-            encoded = encode(out if fmt == "png" or out.dtype == np.uint8 else (out // 257).astype(np.uint8), fmt)
-            row = None
-            if self.fmt == "parquet":
-                row = {"path": path, "image": encoded, "format": fmt, "width": img.shape[1], "height": img.shape[0],
-                       "channels": 1 if img.ndim == 2 else img.shape[2], "model": self.model_id,
-                       "sharpness_before": sharpness(img), "sharpness_after": sharpness(out), "run": self.run}
-            else:
-                ofs, dst = filesystem(output)
-                write_atomic(ofs, dst, encoded)
-        except (OSError, ValueError, RuntimeError) as e:  # one bad input never stops the run
-            return {"status": "failed", "error": f"{type(e).__name__}: {e}", "megapixels": 0.0, "output": ""}, None
-        return {"status": "done", "error": "", "megapixels": img.shape[0] * img.shape[1] / 1e6, "output": output}, row
-
-
-@torch.no_grad()
-def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torch.device,
-                  tile: int = 512, pad: int = 32) -> np.ndarray:
-    """De-blur one decoded image (HW/HWC, RGB(A), uint8/uint16); returns the same shape and dtype.
-
-    Alpha is kept aside and restored; colour images go through a 1-channel model plane by plane; large
-    images go through in tiles (see :func:`deblur.tiling.tiled`).
-    """
-    x = to_float(img)
-    x = x[..., None] if x.ndim == 2 else x
-    alpha = x[..., 3:] if x.shape[2] == 4 else None
-    rgb = x[..., :3] if alpha is not None else x
-    if channels == 1:
-        planes = [rgb[..., c : c + 1] for c in range(rgb.shape[2])]
-    else:
-        planes = [np.repeat(rgb, channels, axis=2) if rgb.shape[2] == 1 else rgb]
-    outs = [to_numpy(tiled(model, to_tensor(p[None], device), tile, pad))[0] for p in planes]
-    out = np.concatenate(outs, axis=2) if channels == 1 else outs[0]
-    if rgb.shape[2] == 1 and channels != 1:
-        out = out.mean(axis=2, keepdims=True)
-    if alpha is not None:
-        out = np.concatenate([out, alpha], axis=2)
-    return from_float(out.reshape(img.shape), img.dtype)

@@ -1,4 +1,3 @@
-import gzip
 import hashlib
 import os
 
@@ -7,7 +6,6 @@ import pytest
 
 from deblur import datasets
 from deblur.io import encode
-from tests.conftest import textured
 
 
 def _fake_fashion_mnist(folder, n_train=20, n_test=8) -> dict[str, str]:

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from deblur import checkpoint, infer, models, sinks
+from deblur import checkpoint, infer, models, sinks, stages
 from deblur.config import DeblurConfig
 from deblur.io import decode, encode
 from deblur.tiling import tiled
@@ -36,13 +36,13 @@ def _read(fs, path):
     return decode(fs.cat_file(path))
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt, arrangement", [(f, "fused") for f in FORMATS] + [("png", "split"), ("parquet", "split")])
 def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, photo_folder, tmp_path,
-                                                                 seed_checkpoint, fmt):
+                                                                 seed_checkpoint, fmt, arrangement):
     write_image(photo_folder / "rgba.png", textured(30, 26, 4))
     write_image(photo_folder / "deep.png", textured(22, 34, 3, dtype=np.uint16))
     out = tmp_path / "out"
-    first = _run(photo_folder, out, seed_checkpoint, fmt)
+    first = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
     assert (first.done, first.skipped, first.failed) == (8, 0, 0)
     inputs = sorted(str(p) for p in photo_folder.rglob("*.png"))
     manifest = _manifest(out)
@@ -65,11 +65,11 @@ def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, pho
             if fmt == "png":  # webp has no grey and jpg no alpha; png keeps everything, 16-bit too
                 assert b.shape == a.shape and b.dtype == a.dtype
 
-    again = _run(photo_folder, out, seed_checkpoint, fmt)
+    again = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
     assert (again.done, again.skipped, again.failed) == (0, 8, 0)
     for i in range(3):
         write_image(photo_folder / "new" / f"n{i}.png", textured(20, 20, 3, seed=10 + i))
-    third = _run(photo_folder, out, seed_checkpoint, fmt)
+    third = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
     assert (third.done, third.skipped) == (3, 8)
     assert len(_manifest(out)) == 11
     if fmt == "parquet":  # never duplicates
@@ -107,6 +107,9 @@ def test_bad_inputs_get_error_rows_and_the_run_goes_on(ray_cluster, tmp_path, se
     write_image(src / "huge.png", np.zeros((1100, 1000), np.uint8))
     s = _run(src, tmp_path / "out", seed_checkpoint, max_megapixels=1.0)
     assert (s.done, s.failed) == (4, 5)
+    split = _run(src, tmp_path / "out-split", seed_checkpoint, max_megapixels=1.0, stages="split")
+    assert (split.done, split.failed) == (4, 5)
+    assert _manifest(tmp_path / "out-split").keys() == _manifest(tmp_path / "out").keys()
     manifest = _manifest(tmp_path / "out")
     errors = {os.path.basename(k): r["error"] for k, r in manifest.items() if r["status"] == "failed"}
     assert sorted(errors) == ["corrupt.jpg", "empty.png", "huge.png", "notes.txt", "truncated.png"]
@@ -141,7 +144,7 @@ def test_tiled_equals_whole_image_away_from_tile_borders(name):
 def test_restore_image_keeps_alpha_and_uses_the_model(seed_checkpoint):
     model, _ = checkpoint.load(seed_checkpoint)
     img = textured(20, 24, 4)
-    out = infer.restore_image(model, img, 1, torch.device("cpu"))
+    out = stages.restore_image(model, img, 1, torch.device("cpu"))
     np.testing.assert_array_equal(out[..., 3], img[..., 3])
     assert not np.array_equal(out[..., :3], img[..., :3])
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from deblur import models
 from deblur.models.seed import SameConv2d, SameConvTranspose2d
