@@ -54,8 +54,6 @@ def decode_batch(batch: Batch, max_megapixels: float = 0.0) -> Batch:
                 packed, sharp = _pack(img), sharpness(img)
             except (OSError, ValueError) as e:  # one bad input never stops the run
                 error = _error(e)
-        elif error and not str(error).startswith("ValueError"):
-            error = f"ValueError: {error}"
         for key, value in (*packed.items(), ("sharpness_before", sharp), ("error", str(error))):
             cols[key].append(value)
     return {k: v for k, v in batch.items() if k != "bytes"} | cols
