@@ -37,7 +37,11 @@ def head(s3_endpoint, tmp_path_factory):
     env.pop("RAY_ADDRESS", None)
     start = [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-             "--num-cpus=4", f"--temp-dir={tmp_path_factory.mktemp('rayhead')}", "--disable-usage-stats"]
+             "--num-cpus=4", f"--temp-dir={tmp_path_factory.mktemp('rayhead')}", "--disable-usage-stats",
+             # every port of its own: the session's Ray already holds the defaults (its agent's 52365, ...)
+             *(f"--{name}={_free_port()}" for name in (
+                 "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+                 "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port"))]
     proc = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
