@@ -1,8 +1,8 @@
-"""Batch de-blurring with Ray Data: list (in parallel, per top-level prefix) -> model actors -> records.
+"""Batch de-blurring with Ray Data: list (in parallel, per top-level prefix) -> stages -> records.
 
-``run`` is the only function that takes a :class:`DeblurConfig` apart. Each actor loads the checkpoint
-once, then reads, decodes (EXIF-upright, grey/RGB/RGBA, 8/16-bit), de-blurs in tiles, encodes and writes
-every image of its batch, and appends the batch's manifest rows. Every input yields one record: a bad
+``run`` is the only function that takes a :class:`DeblurConfig` apart. The stages (:mod:`deblur.stages`)
+read and decode (EXIF-upright, grey/RGB/RGBA, 8/16-bit), de-blur in tiles with the checkpoint loaded once
+per actor, encode, write, and append each batch's manifest rows. Every input yields one record: a bad
 file is an error row, never fatal; inputs already done (per the manifest) are skipped unless
 ``overwrite``.
 """
