@@ -2,9 +2,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SPRITE ?= ../shared/data/fashion-mnist-sprite/fashion-mnist-sprite.png
+DATA ?= ../shared/data
+SPRITE ?= $(DATA)/fashion-mnist-sprite/fashion-mnist-sprite.png
+# the moderate blurs of the photo targets, one evaluation each
+PHOTO_BLURS := gaussian:sigma=1..2.5 motion:length=9 defocus:radius=2.5
+NOISE := +noise:sigma=0.005
 
-.PHONY: demo test install bench article clean
+.PHONY: demo test install bench article article-fashion-mnist sprite-unet default-model eval-sprite eval-photos figures clean
 
 demo: $(VENV)/.installed  ## install, then blur/de-blur the bundled photos and write a before/after picture
 	$(BIN)/deblur demo --output demo-output
@@ -24,7 +28,42 @@ article: $(VENV)/.installed  ## the article's recipe on the sprite's 600 trainin
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
 	$(BIN)/deblur train --data data/sprite/train --output outputs/article --model seed --blur seed \
 		--loss mse --lr 1e-3 --batch-size 2000 --epochs 300 --patch-size 28 --workers 2 --checkpoint-every 25
-	$(BIN)/deblur run --model outputs/article --input data/sprite/eval-blurred --output outputs/article-eval
+	$(BIN)/deblur eval --model outputs/article --data data/sprite/eval --blur seed --output outputs/article-eval
+
+article-fashion-mnist: $(VENV)/.installed  ## the article exactly: Fashion-MNIST (downloaded), 100 epochs of batch 2000
+	$(BIN)/deblur train --data fashion-mnist --output outputs/article-fmnist --model seed --blur seed \
+		--loss mse --lr 1e-3 --batch-size 2000 --epochs 100 --patch-size 28 --workers 2 --checkpoint-every 10
+	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
+	$(BIN)/deblur eval --model outputs/article-fmnist --data data/sprite/eval --blur seed --output outputs/article-fmnist-eval
+
+sprite-unet: $(VENV)/.installed  ## the default architecture on sprite tiles 0-539 (GPU: 6.5 min; see checkpoints/README.md)
+	$(BIN)/python scripts/train_single.py --sprite $(SPRITE) --channels 1 --blur seed --patch 28 --batch 128 \
+		--loss psnr --flips --clip 1 --lr 1e-3 --minutes 6.5 --val-every 30 --loader-workers 3 --output outputs/sprite-unet
+
+default-model: $(VENV)/.installed  ## the shipped weights' recipe (GPU: 6.5 min; see deblur/assets/default/README.md)
+	mkdir -p data/kodak-train && cp $(DATA)/kodak24/*.png data/kodak-train/ && \
+		rm -f data/kodak-train/kodim03.png data/kodak-train/kodim19.png data/kodak-train/kodim23.png
+	$(BIN)/python scripts/train_single.py --data data/kodak-train --data $(DATA)/unsplash13 --downscale 1 --downscale 3 \
+		--val deblur/assets/samples/photos --flips --clip 1 --lr 1e-3 --batch 32 --patch 128 --minutes 6.5 \
+		--val-every 40 --loader-workers 11 --output outputs/default-model
+
+eval-sprite: $(VENV)/.installed  ## both sprite models on evaluation tiles 600-899, the article's 3x3 blur
+	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
+	$(BIN)/deblur eval --model checkpoints/article-seed --data data/sprite/eval --blur seed --output outputs/eval/sprite-seed
+	$(BIN)/deblur eval --model checkpoints/sprite-unet --data data/sprite/eval --blur seed --output outputs/eval/sprite-unet
+	$(BIN)/deblur eval --model checkpoints/sprite-unet --data data/sprite/eval --blur seed --self-ensemble \
+		--output outputs/eval/sprite-unet-x8
+
+eval-photos: $(VENV)/.installed  ## the shipped model on scikit-image's sample photos (evaluation only), each blur
+	$(BIN)/python scripts/sample_photos.py data/eval-photos
+	for b in $(PHOTO_BLURS); do $(BIN)/deblur eval --data data/eval-photos --blur "$$b$(NOISE)" \
+		--output outputs/eval/photos-$${b%%:*} || exit 1; done
+
+figures: eval-sprite eval-photos  ## copy the evaluation reports into docs/ for the README
+	mkdir -p docs
+	cp outputs/eval/sprite-seed/report.png docs/sprite-seed.png
+	cp outputs/eval/sprite-unet/report.png docs/sprite-unet.png
+	for b in gaussian motion defocus; do cp outputs/eval/photos-$$b/report.png docs/photos-$$b.png; done
 
 clean:
 	rm -rf $(VENV) demo-output outputs data

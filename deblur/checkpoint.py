@@ -94,6 +94,19 @@ def resolve(uri: str | None) -> str:
     return unstrip(fs, posixpath.dirname(best))
 
 
+def export(uri: str, directory: str, half: bool = True, **meta: Any) -> None:
+    """Copy the checkpoint at ``uri`` to local ``directory`` for shipping: weights only (float16 when
+    ``half``: half the size, loaded back into float32 parameters), config plus ``meta``, no optimizer."""
+    fs, path = filesystem(uri)
+    weights = safetensors.torch.load(fs.cat_file(posixpath.join(path, WEIGHTS)))
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    os.makedirs(directory, exist_ok=True)
+    safetensors.torch.save_file(weights, os.path.join(directory, WEIGHTS))
+    with open(os.path.join(directory, CONFIG), "w") as f:
+        json.dump({**read_config(uri), **meta}, f, indent=2, sort_keys=True)
+
+
 def load_local(directory: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
     """(weights, config, optimizer state or None) from the local checkpoint ``directory`` (for resuming)."""
     weights = safetensors.torch.load_file(os.path.join(directory, WEIGHTS))

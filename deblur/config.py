@@ -32,11 +32,14 @@ class TrainConfig(_Config):
     output: str
     model: str = "seed"
     channels: int = 1
+    model_options: dict[str, Any] | None = None
     blur: str = "seed"
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
     loss: str = "mse"
+    schedule: str = "constant"
+    flips: bool = False
     patch_size: int = 64
     patches_per_image: int = 1
     val_fraction: float = 0.1
@@ -63,9 +66,30 @@ class DeblurConfig(_Config):
     batch_size: int = 4
     tile: int = 512
     tile_pad: int = 32
+    self_ensemble: bool = False
     overwrite: bool = False
     fail_on_error: bool = False
     max_megapixels: float = 200.0
     input_column: str | None = None
     actor_resources: dict[str, float] | None = None
     stages: str = "auto"
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Config):
+    """``deblur eval``: score a model, the degraded input and Wiener deconvolution against sharp images."""
+
+    data: str
+    output: str
+    model: str | None = None
+    blur: str = "seed"
+    paired: str | None = None
+    seed: int = 0
+    downscale: float = 1.0
+    crop_border: int = 0
+    y_channel: bool = False
+    self_ensemble: bool = False
+    limit: int = 0
+    tile: int = 512
+    tile_pad: int = 32
+    report_images: int = 6

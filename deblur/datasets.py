@@ -13,12 +13,14 @@ import os
 import posixpath
 import struct
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import ray.data
 
 from deblur.io import decode, filesystem, is_process_local, list_images
+
+if TYPE_CHECKING:
+    import ray.data
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +154,16 @@ def image_folder(uri: str) -> ray.data.Dataset:
         items = [{"path": u, "bytes": _read_url(u)} for u in urls]
     else:
         items = [{"path": u} for u in urls]
+    import ray.data
+
     return ray.data.from_items(items, override_num_blocks=min(len(items), 64)).flat_map(_read_row)
 
 
 def from_arrays(images: np.ndarray, prefix: str) -> ray.data.Dataset:
     """A dataset of in-memory images (N x H x W[x C]) with synthetic paths ``prefix/i``."""
     images = images[..., None] if images.ndim == 3 else images
+    import ray.data
+
     return ray.data.from_items([{"path": f"{prefix}/{i}", "image": im} for i, im in enumerate(images)])
 
 

@@ -1,81 +1,113 @@
-"""Degradations: blur kernels applied to sharp images, reproducible from a random generator.
+"""Degradations: a blur kernel, then optional noise and JPEG, applied to sharp images reproducibly.
 
-Images are float32 in [0, 1], HW or HWC (numpy, OpenCV layout). Every blur is a frozen dataclass with
-``kernel(rng)`` (a float32 2-D kernel summing to 1) and ``__call__(img, rng)`` (the blurred image, same
-shape and range). Blurs are named on the command line by a short spec: ``name[:key=value,...]``, where a
-value ``a..b`` is a range sampled uniformly per image, e.g. ``gaussian:sigma=0.5..2``.
+Images are float32 in [0, 1], HW or HWC (numpy, OpenCV layout, RGB). A degradation is named by a spec
+``blur[:key=value,...][+noise:...][+jpeg:...]``; a value ``a..b`` is a range sampled uniformly per image,
+e.g. ``motion:length=9+noise:sigma=0.005``. Blurs live in :mod:`deblur.kernels`; ``blind`` is the family the
+default model learns, and :data:`BLIND` is the full training degradation (blind blur, noise, JPEG).
+Kernels are built once per image and applied with OpenCV's ``filter2D`` with reflective borders.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
+from deblur.io import to_float
+from deblur.kernels import BLURS, Range, _draw
+
 BORDER = cv2.BORDER_REFLECT_101  # OpenCV's default, and what GaussianBlur uses in the article
-
-
-class Blur(Protocol):
-    name: str
-
-    def kernel(self, rng: np.random.Generator) -> np.ndarray: ...
-
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+_SEED_KERNEL = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
+BLIND = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"
 
 
 def convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Filter ``img`` (float32 [0, 1], HW or HWC) with ``kernel`` (correlation, reflective border)."""
-    out = cv2.filter2D(img, -1, kernel.astype(np.float32), borderType=BORDER)
+    """Filter ``img`` (float32 [0, 1], HW or HWC) with ``kernel`` (reflective border), same shape."""
+    if kernel.shape == (3, 3) and np.allclose(kernel, _SEED_KERNEL):
+        out = cv2.GaussianBlur(img, (3, 3), 0, borderType=BORDER)  # bit-exact article blur
+    else:
+        out = cv2.filter2D(img, -1, kernel.astype(np.float32), borderType=BORDER)
     return np.clip(out, 0.0, 1.0).reshape(img.shape)
 
 
 @dataclass(frozen=True)
-class SeedBlur:
-    """The article's blur: exactly ``cv2.GaussianBlur(img, (3, 3), 0)``, i.e. [1/4 1/2 1/4] separable."""
+class Noise:
+    """Additive white Gaussian noise of standard deviation ``sigma`` (on [0, 1]), applied with probability ``p``."""
 
-    name = "seed"
+    sigma: Range = (0.0, 0.02)
+    p: float = 1.0
+    name = "noise"
 
-    def kernel(self, rng: np.random.Generator | None = None) -> np.ndarray:
-        k = cv2.getGaussianKernel(3, 0, ktype=cv2.CV_32F)
-        return (k @ k.T).astype(np.float32)
-
-    def __call__(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        return cv2.GaussianBlur(img, (3, 3), 0).reshape(img.shape)
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.p:
+            return img
+        noise = rng.standard_normal(img.shape, dtype=np.float32) * _draw(rng, self.sigma)
+        return np.clip(img + noise, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class GaussianBlur:
-    """Isotropic Gaussian blur; ``sigma`` is a (low, high) range sampled per image; ``size`` 0 derives
-    the kernel size as ``2 * ceil(3 * sigma) + 1``."""
+class Jpeg:
+    """A JPEG round trip at ``quality`` (OpenCV's codec, 8-bit), applied with probability ``p``."""
 
-    sigma: tuple[float, float] = (1.0, 1.0)
-    size: int = 0
-    name = "gaussian"
-
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        sigma = float(rng.uniform(*self.sigma)) if self.sigma[0] != self.sigma[1] else self.sigma[0]
-        return gaussian_kernel(sigma, self.size)
+    quality: Range = (60.0, 95.0)
+    p: float = 1.0
+    name = "jpeg"
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return convolve(img, self.kernel(rng))
+        if rng.random() >= self.p:
+            return img
+        q = int(round(_draw(rng, self.quality)))
+        u8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+        colour = u8.ndim == 3 and u8.shape[2] == 3
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR) if colour else u8,
+                               [cv2.IMWRITE_JPEG_QUALITY, q])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB) if colour else out
+        return (out.astype(np.float32) / 255).reshape(img.shape)
 
 
-def gaussian_kernel(sigma: float, size: int = 0) -> np.ndarray:
-    """A normalised 2-D Gaussian kernel (float32, size x size; size 0 derives it from sigma)."""
-    if sigma <= 0:
-        raise ValueError(f"gaussian sigma must be > 0, got {sigma}")
-    size = size or 2 * math.ceil(3 * sigma) + 1
-    if size % 2 == 0 or size < 1:
-        raise ValueError(f"kernel size must be odd and positive, got {size}")
-    k = cv2.getGaussianKernel(size, sigma, ktype=cv2.CV_64F)
-    return (k @ k.T).astype(np.float32)
+@dataclass(frozen=True)
+class Quantize:
+    """Rounding to ``bits``-bit levels, as storing the image in an 8-bit (or 16-bit) file does."""
+
+    bits: int = 8
+    name = "quantize"
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        top = float(2**self.bits - 1)
+        return (np.round(np.clip(img, 0, 1) * top) / top).astype(np.float32)
 
 
-BLURS: dict[str, type] = {"seed": SeedBlur, "gaussian": GaussianBlur}
+AFTER: dict[str, type] = {"noise": Noise, "jpeg": Jpeg, "quantize": Quantize}
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A blur followed by zero or more pixel stages (noise, JPEG), in the order given."""
+
+    blur: Any
+    after: tuple[Any, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.blur.name
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        """This image's blur kernel (draws from ``rng`` first, before any noise or JPEG)."""
+        return self.blur.kernel(rng)
+
+    def finish(self, blurred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Apply the stages after the blur to an already blurred image."""
+        for stage in self.after:
+            blurred = stage(blurred, rng)
+        return blurred
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The degraded image: same shape, float32 [0, 1]."""
+        return self.finish(convolve(img, self.kernel(rng)), rng)
 
 
 def names() -> list[str]:
@@ -84,7 +116,7 @@ def names() -> list[str]:
 
 
 def _parse_value(field: dataclasses.Field, text: str) -> Any:
-    if field.type in ("tuple[float, float]", tuple[float, float]):
+    if "tuple" in str(field.type) or "Range" in str(field.type):
         low, _, high = text.partition("..")
         return (float(low), float(high or low))
     if field.type in ("int", int):
@@ -92,48 +124,63 @@ def _parse_value(field: dataclasses.Field, text: str) -> Any:
     return float(text)
 
 
-def parse_blur(spec: str) -> Blur:
-    """Build a blur from ``name[:key=value,...]`` (see module docstring); raises ValueError when bad."""
-    name, _, args = spec.strip().partition(":")
-    if name not in BLURS:
-        raise ValueError(f"unknown blur {name!r}; choose one of: {', '.join(names())}")
-    cls = BLURS[name]
+def _parse_part(part: str, registry: dict[str, type], kind: str) -> Any:
+    name, _, args = part.strip().partition(":")
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
+    cls = registry[name]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for item in filter(None, args.split(",")):
         key, eq, value = item.partition("=")
         if not eq or key.strip() not in fields:
-            raise ValueError(f"bad blur option {item!r} for {name!r}; options: {', '.join(fields) or 'none'}")
+            raise ValueError(f"bad {kind} option {item!r} for {name!r}; options: {', '.join(fields) or 'none'}")
         try:
             kwargs[key.strip()] = _parse_value(fields[key.strip()], value.strip())
         except ValueError:
-            raise ValueError(f"bad value in blur option {item!r}") from None
+            raise ValueError(f"bad value in {kind} option {item!r}") from None
     return cls(**kwargs)
 
 
-def blur_spec(blur: Blur) -> str:
-    """The canonical spec string of ``blur`` (inverse of :func:`parse_blur`)."""
+def parse_blur(spec: str) -> Degradation:
+    """Build a degradation from its spec (see module docstring); raises ValueError when the spec is bad."""
+    first, *rest = spec.split("+")
+    blur = _parse_part(first, BLURS, "blur")
+    after = tuple(_parse_part(p, AFTER, "stage after the blur") for p in rest)
+    deg = Degradation(blur, after)
+    deg.kernel(np.random.default_rng(0))  # fail now on a bad value, not in a Ray worker
+    return deg
+
+
+def _part_spec(obj: Any) -> str:
     parts = []
-    for f in dataclasses.fields(blur):
-        value = getattr(blur, f.name)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
         parts.append(f"{f.name}={value[0]}..{value[1]}" if isinstance(value, tuple) else f"{f.name}={value}")
-    return blur.name + (":" + ",".join(parts) if parts else "")
+    return obj.name + (":" + ",".join(parts) if parts else "")
 
 
-def degrade_crop(img: np.ndarray, blur: Blur, size: int, rng: np.random.Generator,
+def blur_spec(deg: Degradation) -> str:
+    """The canonical spec string of ``deg`` (inverse of :func:`parse_blur`)."""
+    return "+".join(_part_spec(p) for p in (deg.blur, *deg.after))
+
+
+def degrade_crop(img: np.ndarray, deg: Degradation, size: int, rng: np.random.Generator,
                  center: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(sharp, blurred) ``size`` x ``size`` windows of HWC float32 ``img`` (size <= H, W).
+    """(sharp, degraded) float32 [0, 1] ``size`` x ``size`` windows of HWC ``img`` (uint8, uint16 or float
+    [0, 1]; size <= H, W).
 
     The blur is computed on the window plus a margin of the kernel's radius (as far as the image
-    reaches), so the result equals blurring the whole image and cropping, at a fraction of the cost.
+    reaches), so the result equals blurring the whole image and cropping, at a fraction of the cost;
+    noise and JPEG then apply to the window. Only the window is converted to float.
     """
-    kernel = blur.kernel(rng)
+    kernel = deg.kernel(rng)
     h, w = img.shape[:2]
     y = (h - size) // 2 if center else int(rng.integers(0, h - size + 1))
     x = (w - size) // 2 if center else int(rng.integers(0, w - size + 1))
     r = kernel.shape[0] // 2
     y0, x0 = max(0, y - r), max(0, x - r)
-    region = img[y0 : min(h, y + size + r), x0 : min(w, x + size + r)]
-    blurred = convolve(region, kernel)
-    return (img[y : y + size, x : x + size],
-            blurred[y - y0 : y - y0 + size, x - x0 : x - x0 + size])
+    region = to_float(img[y0 : min(h, y + size + r), x0 : min(w, x + size + r)])
+    blurred = convolve(region, kernel)[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
+    sharp = region[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
+    return sharp, deg.finish(np.ascontiguousarray(blurred), rng)

@@ -8,7 +8,7 @@ import torch
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
-    """float32 [0, 1] HW/HWC image -> HWC with ``channels`` (1 or 3); alpha is dropped, RGB->grey by luma."""
+    """HW/HWC image (any dtype) -> HWC with ``channels`` (1 or 3); alpha is dropped, RGB->grey by luma."""
     if img.ndim == 2:
         img = img[..., None]
     if img.shape[2] == 4:

@@ -87,7 +87,8 @@ def run(cfg: DeblurConfig) -> Summary:
 def add_stages(ds: ray.data.Dataset, cfg: DeblurConfig, ckpt: str, sink: dict) -> ray.data.Dataset:
     """decode -> model -> write: separate stages when the model runs on GPUs (``--stages split``, the
     default with ``--gpu``), one fused CPU actor otherwise; see :mod:`deblur.stages`."""
-    model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "tile": cfg.tile, "pad": cfg.tile_pad}
+    model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "tile": cfg.tile, "pad": cfg.tile_pad,
+             "ensemble": cfg.self_ensemble}
     actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0,
               "batch_size": cfg.batch_size, "batch_format": "numpy",
               **({"resources": cfg.actor_resources} if cfg.actor_resources else {})}

@@ -39,3 +39,50 @@ def comparison_grid(rows: list[list[np.ndarray]], labels: list[list[str]], crop:
     out_rows = [cv2.copyMakeBorder(r, 0, gap, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3)
                 for r in out_rows]
     return np.vstack(out_rows)
+
+
+TITLES = {"sharp": "sharp", "blurred": "blurred", "wiener": "Wiener (true kernel)", "model": "de-blurred"}
+
+
+def write_report(scored: list, summary: dict) -> dict[str, bytes]:
+    """``report.png`` and ``report.html`` for evaluation results (``deblur.evaluate.Scored`` items).
+
+    Small images (under 64 px, e.g. Fashion-MNIST) are laid out as the article shows them: one row each
+    of originals, blurred and predicted (then Wiener), 4x enlarged; photos get one row per image with
+    sharp / blurred / Wiener / de-blurred central crops.
+    """
+    methods = ["sharp", "blurred", *(m for m in ("wiener", "model") if m in scored[0].images)]
+    titles = TITLES
+    small = max(scored[0].images["sharp"].shape[:2]) < 64
+    if small:
+        big = [{m: cv2.resize(s.images[m], None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST) for m in methods}
+               for s in scored]
+        order = ["sharp", "blurred", "model", *(["wiener"] if "wiener" in methods else [])]
+        rows = [[b[m] for b in big] for m in order]
+        labels = [[titles[m] if i == 0 else "" for i in range(len(big))] for m in order]
+        grid = comparison_grid(rows, labels)
+    else:
+        rows = [[s.images[m] for m in methods] for s in scored]
+        labels = [[titles[m] + (f" {s.scores[m]['psnr']:.2f} dB" if m in s.scores else "") for m in methods]
+                  for s in scored]
+        grid = comparison_grid(rows, labels, crop=256)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    return {"report.png": png.tobytes(), "report.html": _html(scored, summary, methods).encode()}
+
+
+def _html(scored: list, summary: dict, methods: list[str]) -> str:
+    from html import escape
+
+    head = "".join(f"<th>{escape(m)} PSNR</th><th>{escape(m)} SSIM</th>" for m in summary["mean"])
+    mean = "".join(f"<td>{v['psnr']:.2f}</td><td>{v['ssim']:.4f}</td>" for v in summary["mean"].values())
+    body = "".join(
+        f"<tr><td>{escape(s.key)}</td>" + "".join(
+            f"<td>{s.scores[m]['psnr']:.2f}</td><td>{s.scores[m]['ssim']:.4f}</td>" for m in summary["mean"])
+        + "</tr>" for s in scored)
+    return (f"<!doctype html><meta charset=utf-8><title>deblur evaluation</title>"
+            f"<h1>deblur evaluation</h1><p>blur: <code>{escape(summary['blur'])}</code>, model: "
+            f"<code>{escape(summary['model'])}</code>, {summary['images']} images; the model is below the "
+            f"blurred input on {summary['model_below_blurred']}.</p>"
+            f"<table border=1 cellpadding=4><tr><th>image</th>{head}</tr><tr><td><b>mean</b></td>{mean}</tr>"
+            f"{body}</table><p>PSNR in dB and SSIM as BasicSR computes them (8-bit).</p>"
+            f"<img src=report.png alt='sharp, blurred and de-blurred crops'>")

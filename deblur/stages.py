@@ -21,7 +21,7 @@ from deblur import checkpoint, sinks
 from deblur.imageops import to_numpy, to_tensor
 from deblur.io import decode, encode, filesystem, from_float, to_float, write_atomic
 from deblur.metrics import sharpness
-from deblur.tiling import tiled
+from deblur.tiling import self_ensemble, tiled
 
 Batch = dict[str, object]
 
@@ -62,11 +62,12 @@ def decode_batch(batch: Batch, max_megapixels: float = 0.0) -> Batch:
 class Restorer:
     """Ray Data actor: loads the checkpoint once, de-blurs each decoded row's pixels in place."""
 
-    def __init__(self, checkpoint_uri: str, gpu: bool = False, tile: int = 512, pad: int = 32) -> None:
+    def __init__(self, checkpoint_uri: str, gpu: bool = False, tile: int = 512, pad: int = 32,
+                 ensemble: bool = False) -> None:
         self.device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
         self.model, config = checkpoint.load(checkpoint_uri, self.device)
         self.channels = int(config["settings"].get("channels", 1))
-        self.tile, self.pad = tile, pad
+        self.tile, self.pad, self.ensemble = tile, pad, ensemble
 
     def __call__(self, batch: Batch) -> Batch:
         pixels, errors = list(batch["pixels"]), list(batch["error"])
@@ -74,7 +75,8 @@ class Restorer:
             if data:
                 try:
                     img = _unpack(data, str(shape), str(dtype))
-                    pixels[i] = restore_image(self.model, img, self.channels, self.device, self.tile, self.pad).tobytes()
+                    pixels[i] = restore_image(self.model, img, self.channels, self.device, self.tile, self.pad,
+                                              self.ensemble).tobytes()
                 except RuntimeError as e:  # e.g. out of memory on one huge image: that image fails
                     pixels[i], errors[i] = b"", _error(e)
         return {**batch, "pixels": pixels, "error": errors}
@@ -125,8 +127,8 @@ class FusedDeblurrer(Restorer):
     """All three steps in one actor (for CPU nodes): decode, de-blur, write."""
 
     def __init__(self, checkpoint_uri: str, fmt: str, output: str, run: str, model_id: str, gpu: bool = False,
-                 tile: int = 512, pad: int = 32, max_megapixels: float = 0.0) -> None:
-        super().__init__(checkpoint_uri, gpu, tile, pad)
+                 tile: int = 512, pad: int = 32, max_megapixels: float = 0.0, ensemble: bool = False) -> None:
+        super().__init__(checkpoint_uri, gpu, tile, pad, ensemble)
         self.sink = {"fmt": fmt, "output": output, "run": run, "model_id": model_id}
         self.max_megapixels = max_megapixels
 
@@ -136,12 +138,14 @@ class FusedDeblurrer(Restorer):
 
 @torch.no_grad()
 def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torch.device,
-                  tile: int = 512, pad: int = 32) -> np.ndarray:
+                  tile: int = 512, pad: int = 32, ensemble: bool = False) -> np.ndarray:
     """De-blur one decoded image (HW/HWC, RGB(A), uint8/uint16); returns the same shape and dtype.
 
     Alpha is kept aside and restored; colour images go through a 1-channel model plane by plane; large
-    images go through in tiles (see :func:`deblur.tiling.tiled`).
+    images go through in tiles (see :func:`deblur.tiling.tiled`); ``ensemble`` averages the 8
+    flips/rotations (:func:`deblur.tiling.self_ensemble`).
     """
+    fn = self_ensemble(model) if ensemble else model
     x = to_float(img)
     x = x[..., None] if x.ndim == 2 else x
     alpha = x[..., 3:] if x.shape[2] == 4 else None
@@ -150,7 +154,7 @@ def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torc
         planes = [rgb[..., c : c + 1] for c in range(rgb.shape[2])]
     else:
         planes = [np.repeat(rgb, channels, axis=2) if rgb.shape[2] == 1 else rgb]
-    outs = [to_numpy(tiled(model, to_tensor(p[None], device), tile, pad))[0] for p in planes]
+    outs = [to_numpy(tiled(fn, to_tensor(p[None], device), tile, pad))[0] for p in planes]
     out = np.concatenate(outs, axis=2) if channels == 1 else outs[0]
     if rgb.shape[2] == 1 and channels != 1:
         out = out.mean(axis=2, keepdims=True)

@@ -22,27 +22,27 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from deblur import checkpoint, metrics, models
+from deblur import checkpoint, models
 from deblur.config import TrainConfig
 from deblur.datasets import training_datasets
-from deblur.degrade import Blur, degrade_crop, parse_blur
-from deblur.imageops import to_channels, to_numpy, to_tensor
+from deblur.degrade import Degradation, degrade_crop, parse_blur
+from deblur.imageops import to_channels
+from deblur.steps import (LOSSES, SCHEDULES, learning_rate, set_learning_rate, train_epoch,
+                          training_batches, validate)
 from deblur.runtime import ensure_ray
 from deblur.io import filesystem, is_local, to_float, to_pyarrow
-
-LOSSES = ("mse", "bce")
-
 
 def fit(cfg: TrainConfig) -> str:
     """Train as ``cfg`` says; returns the URI of the best checkpoint written under ``cfg.output``."""
     parse_blur(cfg.blur)
-    models.build(cfg.model, channels=cfg.channels)
+    build_model(cfg.model, cfg.channels, cfg.model_options)
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose one of: {', '.join(LOSSES)}")
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     ensure_ray()
     train_ds, val_ds = training_datasets(cfg.data, cfg.val_data, cfg.val_fraction)
     # Read and decode now, with every CPU, before the training workers hold them; the validation set is
@@ -62,6 +62,15 @@ def fit(cfg: TrainConfig) -> str:
     )
     trainer.fit()
     return checkpoint.resolve(cfg.output)
+
+
+def build_model(name: str, channels: int, options: dict | None) -> torch.nn.Module:
+    """The registered model ``name`` for ``channels``-channel images, with extra settings ``options``;
+    a bad option is a ValueError naming the model."""
+    try:
+        return models.build(name, channels=channels, **(options or {}))
+    except TypeError as e:
+        raise ValueError(f"bad model option for {name!r}: {e}") from None
 
 
 def worker_resources(gpu: bool, extra: dict[str, float] | None) -> dict[str, float] | None:
@@ -92,7 +101,7 @@ def train_loop(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    net = models.build(cfg.model, channels=cfg.channels).to(device)
+    net = build_model(cfg.model, cfg.channels, cfg.model_options).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-7)  # Keras' epsilon, as in the article
     start = restore(net, opt)
     model = ray.train.torch.prepare_model(net)
@@ -103,7 +112,9 @@ def train_loop(config: dict) -> None:
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, epoch, rank])
-        batches = training_batches(train.epoch(rng), per_worker, blur, cfg.patch_size, cfg.channels, rng)
+        set_learning_rate(opt, learning_rate(cfg.lr, epoch / cfg.epochs, cfg.schedule))
+        batches = training_batches(train.epoch(rng), per_worker, blur, cfg.patch_size, cfg.channels, rng,
+                                   cfg.flips)
         loss = train_epoch(model, opt, batches, cfg.loss, device, cfg.gpu)
         results = {"train_loss": loss, **validate(model, val, device, cfg.gpu)}
         results = {k: float(v) for k, v in all_mean(results, device).items()}
@@ -164,53 +175,7 @@ class ShardImages:
             yield self.images[i % len(self.images)]
 
 
-def training_batches(images: Iterator[np.ndarray], batch_size: int, blur: Blur, patch: int, channels: int,
-                     rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(blurred, sharp) float32 [0, 1] N x P x P x C batches of random crops, blurred on the fly.
-
-    P is ``patch``, or the smallest image side in the batch when an image is smaller.
-    """
-    chunk: list[np.ndarray] = []
-    for img in images:
-        chunk.append(to_channels(to_float(img), channels))
-        if len(chunk) == batch_size:
-            yield _degrade_batch(chunk, blur, patch, rng)
-            chunk = []
-    if chunk:
-        yield _degrade_batch(chunk, blur, patch, rng)
-
-
-def _degrade_batch(images: list[np.ndarray], blur: Blur, patch: int, rng: np.random.Generator):
-    size = min(patch, *(min(im.shape[:2]) for im in images))
-    pairs = [degrade_crop(im, blur, size, rng) for im in images]
-    return np.stack([b for _, b in pairs]), np.stack([s for s, _ in pairs])
-
-
-def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches, loss_name: str,
-                device: torch.device, bf16: bool) -> float:
-    """One pass over ``batches``; returns the mean training loss."""
-    model.train()
-    total, count = 0.0, 0
-    for blurred, sharp in batches:
-        x, y = to_tensor(blurred, device), to_tensor(sharp, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x)
-        loss = loss_fn(out.float(), y, loss_name)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total, count = total + loss.item() * len(x), count + len(x)
-    return total / max(count, 1)
-
-
-def loss_fn(out: torch.Tensor, target: torch.Tensor, name: str) -> torch.Tensor:
-    """MSE or binary cross-entropy between NCHW tensors in [0, 1]."""
-    if name == "bce":
-        return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), target)
-    return F.mse_loss(out, target)
-
-
-def validation_pairs(shard: ray.data.DataIterator, blur: Blur, patch: int, channels: int,
+def validation_pairs(shard: ray.data.DataIterator, blur: Degradation, patch: int, channels: int,
                      seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Fixed (blurred, sharp) central crops of this worker's validation images, HWC float32 [0, 1].
 
@@ -224,23 +189,6 @@ def validation_pairs(shard: ray.data.DataIterator, blur: Blur, patch: int, chann
             sharp, blurred = degrade_crop(img, blur, min(patch, *img.shape[:2]), rng, center=True)
             pairs.append((blurred, sharp))
     return pairs
-
-
-@torch.no_grad()
-def validate(model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], device: torch.device,
-             bf16: bool) -> dict[str, float]:
-    """Mean PSNR/SSIM of the model's output and of the blurred input against the sharp crops."""
-    model.eval()
-    sums = {"val_psnr": 0.0, "val_ssim": 0.0, "val_psnr_blurred": 0.0, "val_count": 0.0}
-    for blurred, sharp in pairs:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = to_numpy(model(to_tensor(blurred[None], device)))[0]
-        sums["val_psnr"] += metrics.psnr(out, sharp)
-        sums["val_ssim"] += metrics.ssim(out, sharp) if min(sharp.shape[:2]) >= 11 else 0.0
-        sums["val_psnr_blurred"] += metrics.psnr(blurred, sharp)
-        sums["val_count"] += 1
-    n = max(sums.pop("val_count"), 1)
-    return {k: v / n for k, v in sums.items()}
 
 
 def all_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:

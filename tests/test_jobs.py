@@ -18,7 +18,7 @@ from tests.conftest import _free_port, textured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-FINAL_LINE = re.compile(r"^(best checkpoint: |\d+ done, )", re.M)  # what each job prints last
+FINAL_LINE = re.compile(r"^(best checkpoint: |\d+ done, |\d+ images, )", re.M)  # what each job prints last
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,19 @@ def test_train_then_deblur_jobs_over_buckets(head, bucket):
                    "--output", f"{bucket}/runs/r1", "--epochs", "2", "--batch-size", "4", "--patch-size", "32",
                    "--blur", "gaussian:sigma=1.0", "--workers", "1")
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-2000:]
-    assert f"best checkpoint: {bucket}/runs/r1/epoch_0002" in train.stdout
+    best = re.search(rf"best checkpoint: {re.escape(bucket)}/runs/r1/(epoch_000[12])\b", train.stdout)
+    assert best, train.stdout[-3000:]  # the better of the two epochs by validation PSNR
     fs.invalidate_cache()
     assert fs.exists(f"{root}/runs/r1/epoch_0002/model.safetensors")
+    assert fs.exists(f"{root}/runs/r1/{best.group(1)}/model.safetensors")
+
+    evaluation = submit(head, "jobs/evaluate.py", "--model", f"{bucket}/runs/r1", "--data", f"{bucket}/sharp",
+                        "--blur", "gaussian:sigma=1.0", "--output", f"{bucket}/eval")
+    assert evaluation.returncode == 0, evaluation.stdout[-3000:] + evaluation.stderr[-2000:]
+    assert "6 images, gaussian:sigma=1.0: blurred" in evaluation.stdout
+    fs.invalidate_cache()
+    assert {"metrics.parquet", "summary.json", "report.png", "report.html"} <= {
+        p.rsplit("/", 1)[-1] for p in fs.ls(f"{root}/eval")}
 
     job = ["jobs/deblur.py", "--model", f"{bucket}/runs/r1", "--input", f"{bucket}/incoming",
            "--output", f"{bucket}/deblurred"]

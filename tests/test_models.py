@@ -85,3 +85,17 @@ def test_seed_is_linear_before_the_sigmoid():
         lhs = logit(a + b) - zero
         rhs = (logit(a) - zero) + (logit(b) - zero)
     assert torch.allclose(lhs, rhs, atol=1e-3)
+
+
+def test_macs_per_pixel_counts_every_convolution():
+    assert models.macs_per_pixel(models.build("seed")) == 21_824  # sum of k*k*c_in*c_out over the 8 layers
+    unet = models.build("unet")
+    assert 50_000 < models.macs_per_pixel(unet) < 200_000
+
+
+def test_the_default_model_is_a_residual_unet_that_starts_as_the_identity():
+    model = models.build(models.DEFAULT).eval()
+    assert 100_000 < models.count_parameters(model) < 5_000_000
+    x = torch.rand(1, 3, 37, 45)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)

@@ -1,9 +1,10 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
-from deblur import checkpoint
+from deblur import checkpoint, models
 from deblur.config import TrainConfig
 from deblur.train import fit
 
@@ -40,8 +41,24 @@ def test_two_workers_learn_checkpoint_and_resume(ray_cluster, photo_folder, tmp_
     assert second[4]["metrics"]["val_psnr"] > psnr[0]
 
 
+@pytest.mark.parametrize("name", models.names())
+def test_every_model_trains_with_the_modern_recipe(ray_cluster, photo_folder, tmp_path, name):
+    """Charbonnier loss, cosine schedule, flips, the blind family with noise and JPEG, 3-channel."""
+    output = tmp_path / name
+    best = fit(TrainConfig(data=str(photo_folder), val_data=str(photo_folder), output=str(output), model=name,
+                           channels=3, blur="blind+noise:sigma=0..0.01+jpeg:quality=80..95,p=0.5", epochs=2,
+                           batch_size=8, lr=2e-3, loss="charbonnier", schedule="cosine", flips=True,
+                           patch_size=32, patches_per_image=8, model_options={"width": 8} if name == "unet" else None))
+    meta = _epochs(output)[2]
+    assert meta["model"] == name and meta["train"]["loss"] == "charbonnier"
+    assert np.isfinite(meta["metrics"]["train_loss"]) and meta["metrics"]["val_psnr"] > 10
+    model, _ = checkpoint.load(best)
+    assert models.settings_of(model) == meta["settings"]
+
+
 @pytest.mark.parametrize("field, value, message", [
-    ("blur", "box", "unknown blur"), ("model", "nope", "unknown model"), ("loss", "l7", "unknown loss")])
+    ("blur", "box", "unknown blur"), ("model", "nope", "unknown model"), ("loss", "l7", "unknown loss"),
+    ("schedule", "step", "unknown schedule"), ("model_options", {"depth": 3}, "bad model option")])
 def test_bad_settings_fail_before_any_work(ray_cluster, photo_folder, tmp_path, field, value, message):
     cfg = TrainConfig(data=str(photo_folder), output=str(tmp_path / "run"), **{field: value})
     with pytest.raises(ValueError, match=message):

@@ -1,0 +1,140 @@
+"""Evaluation (``deblur eval``): PSNR and SSIM of a model, of the degraded input and of Wiener
+deconvolution given the true kernel, per image and averaged, written as Parquet plus a report.
+
+Sharp images come from ``data``; their degraded copies are made here from a blur spec, reproducibly per
+image (:mod:`deblur.synth`), or read from a ``paired`` folder holding files of the same names (then the
+kernel is unknown and the Wiener row is left out). Degraded inputs are 8-bit, as stored photos are;
+every output is rounded to 8 bits before scoring, and metrics follow BasicSR (uint8 range, optional
+border crop, optional Y channel).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from deblur import checkpoint, metrics
+from deblur.classical import noise_sigma_of, wiener
+from deblur.config import EvalConfig
+from deblur.degrade import parse_blur
+from deblur.io import decode, filesystem, from_float, list_images, relative_key, to_float, write_atomic
+from deblur.report import write_report
+from deblur.stages import restore_image
+from deblur.synth import Pair, make_pair
+
+METHODS = ("blurred", "wiener", "model")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One image's outputs (uint8 HWC, by method) and metrics (by method: psnr, ssim)."""
+
+    key: str
+    images: dict[str, np.ndarray]
+    scores: dict[str, dict[str, float]]
+
+
+def evaluate(cfg: EvalConfig) -> str:
+    """Run the evaluation ``cfg`` describes; writes ``metrics.parquet``, ``summary.json``, ``report.png``
+    and ``report.html`` under ``cfg.output`` and returns a one-line summary."""
+    ckpt = checkpoint.resolve(cfg.model)
+    model, config = checkpoint.load(ckpt)
+    channels = int(config["settings"].get("channels", 1))
+    deg = parse_blur(cfg.blur)
+    noise = noise_sigma_of(deg.after)
+    scored = []
+    for key, pair in tqdm(list(pairs(cfg.data, cfg.paired, cfg.blur, cfg.seed, cfg.downscale, cfg.limit)),
+                          desc="evaluating", unit="img"):
+        restored = restore_image(model, from_float(pair.degraded), channels, torch.device("cpu"), cfg.tile,
+                                 cfg.tile_pad, cfg.self_ensemble)
+        classical = None if pair.kernel is None else from_float(wiener(pair.degraded, pair.kernel, noise))
+        scored.append(score(key, pair, restored, classical, cfg.crop_border, cfg.y_channel))
+    if not scored:
+        raise FileNotFoundError(f"no images to evaluate under {cfg.data}")
+    model_id = checkpoint.model_id(ckpt)
+    label = "paired" if cfg.paired else cfg.blur
+    summary = summarise(scored, label, model_id)
+    _write_outputs(cfg.output, scored, summary, label, model_id, cfg.report_images)
+    means = "  ".join(f"{m} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for m, v in summary["mean"].items())
+    return f"{len(scored)} images, {label}: {means} -> {cfg.output}"
+
+
+def pairs(data: str, paired: str | None, spec: str, seed: int, factor: float, limit: int):
+    """(relative key, :class:`Pair`) for each sharp image under ``data`` (the first ``limit``; 0: all)."""
+    deg = parse_blur(spec)
+    urls = list_images(data)[: limit or None]
+    degraded_by_stem = {}
+    if paired:
+        degraded_by_stem = {posixpath.splitext(relative_key(paired, u))[0]: u for u in list_images(paired)}
+    for url in urls:
+        key = relative_key(data, url) if url != data else posixpath.basename(url)
+        sharp = decode(_read(url))
+        if not paired:
+            yield key, make_pair(sharp, deg, key, seed, factor)
+            continue
+        match = degraded_by_stem.get(posixpath.splitext(key)[0])
+        if match is None:
+            raise FileNotFoundError(f"no degraded image for {key} under {paired}")
+        yield key, Pair(_hwc(to_float(sharp)), _hwc(to_float(decode(_read(match)))), None)
+
+
+def _read(url: str) -> bytes:
+    fs, path = filesystem(url)
+    return fs.cat_file(path)
+
+
+def _hwc(img: np.ndarray) -> np.ndarray:
+    img = img[..., None] if img.ndim == 2 else img
+    return img[..., :3] if img.shape[2] == 4 else img
+
+
+def score(key: str, pair: Pair, restored: np.ndarray, classical: np.ndarray | None, crop_border: int,
+          y_channel: bool) -> Scored:
+    """Round every output to 8 bits and score it against the sharp image (BasicSR PSNR and SSIM)."""
+    sharp = from_float(pair.sharp)
+    if pair.sharp.shape != pair.degraded.shape:
+        raise ValueError(f"{key}: sharp {pair.sharp.shape} and degraded {pair.degraded.shape} differ in size")
+    images = {"sharp": sharp, "blurred": from_float(pair.degraded), "model": _hwc(restored)}
+    if classical is not None:
+        images["wiener"] = classical
+    scores = {m: {"psnr": metrics.psnr(images[m], sharp, crop_border, y_channel),
+                  "ssim": metrics.ssim(images[m], sharp, crop_border, y_channel)}
+              for m in METHODS if m in images}
+    return Scored(key, images, scores)
+
+
+def summarise(scored: list[Scored], label: str, model_id: str) -> dict:
+    """Mean PSNR/SSIM per method over all images, and how often the model beat the blurred input."""
+    methods = [m for m in METHODS if all(m in s.scores for s in scored)]
+    mean = {m: {k: float(np.mean([s.scores[m][k] for s in scored])) for k in ("psnr", "ssim")} for m in methods}
+    worse = sum(s.scores["model"]["psnr"] < s.scores["blurred"]["psnr"] for s in scored)
+    return {"blur": label, "model": model_id, "images": len(scored), "mean": mean,
+            "model_below_blurred": int(worse)}
+
+
+def table(scored: list[Scored], label: str, model_id: str) -> pa.Table:
+    """One row per (image, method): image, method, psnr, ssim, blur, model, height, width, channels."""
+    rows = [{"image": s.key, "method": m, "psnr": v["psnr"], "ssim": v["ssim"], "blur": label, "model": model_id,
+             "height": s.images["sharp"].shape[0], "width": s.images["sharp"].shape[1],
+             "channels": s.images["sharp"].shape[2]} for s in scored for m, v in s.scores.items()]
+    return pa.Table.from_pylist(rows)
+
+
+def _write_outputs(output: str, scored: list[Scored], summary: dict, label: str, model_id: str,
+                   report_images: int) -> None:
+    fs, root = filesystem(output)
+    buf = io.BytesIO()
+    pq.write_table(table(scored, label, model_id), buf)
+    write_atomic(fs, posixpath.join(root, "metrics.parquet"), buf.getvalue())
+    write_atomic(fs, posixpath.join(root, "summary.json"), json.dumps(summary, indent=2).encode())
+    step = max(1, len(scored) // max(report_images, 1))  # spread over the set (e.g. every sprite class)
+    for name, data in write_report(scored[::step][:report_images], summary).items():
+        write_atomic(fs, posixpath.join(root, name), data)
