@@ -63,7 +63,9 @@ figures: eval-sprite eval-photos  ## copy the evaluation reports into docs/ for 
 	mkdir -p docs
 	cp outputs/eval/sprite-seed/report.png docs/sprite-seed.png
 	cp outputs/eval/sprite-unet/report.png docs/sprite-unet.png
-	for b in gaussian motion defocus; do cp outputs/eval/photos-$$b/report.png docs/photos-$$b.png; done
+	for b in gaussian motion defocus; do $(BIN)/python -c "import cv2, sys; \
+		cv2.imwrite(sys.argv[2], cv2.imread(sys.argv[1]), [cv2.IMWRITE_JPEG_QUALITY, 85])" \
+		outputs/eval/photos-$$b/report.png docs/photos-$$b.jpg || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-output outputs data
