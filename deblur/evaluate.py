@@ -50,25 +50,32 @@ def evaluate(cfg: EvalConfig) -> str:
     channels = int(config["settings"].get("channels", 1))
     deg = parse_blur(cfg.blur)
     noise = noise_sigma_of(deg.after)
-    scored = []
+    scored, failed = [], []
     for key, pair in tqdm(list(pairs(cfg.data, cfg.paired, cfg.blur, cfg.seed, cfg.downscale, cfg.limit)),
                           desc="evaluating", unit="img"):
-        restored = restore_image(model, from_float(pair.degraded), channels, torch.device("cpu"), cfg.tile,
-                                 cfg.tile_pad, cfg.self_ensemble)
-        classical = None if pair.kernel is None else from_float(wiener(pair.degraded, pair.kernel, noise))
-        scored.append(score(key, pair, restored, classical, cfg.crop_border, cfg.y_channel))
+        try:
+            if isinstance(pair, str):
+                raise ValueError(pair)
+            restored = restore_image(model, from_float(pair.degraded), channels, torch.device("cpu"), cfg.tile,
+                                     cfg.tile_pad, cfg.self_ensemble)
+            classical = None if pair.kernel is None else from_float(wiener(pair.degraded, pair.kernel, noise))
+            scored.append(score(key, pair, restored, classical, cfg.crop_border, cfg.y_channel))
+        except (ValueError, RuntimeError) as e:  # one bad image is recorded; the rest are still scored
+            failed.append({"image": key, "error": str(e)})
     if not scored:
-        raise FileNotFoundError(f"no images to evaluate under {cfg.data}")
+        detail = f": {failed[0]['image']}: {failed[0]['error']}" if failed else ""
+        raise FileNotFoundError(f"no images could be evaluated under {cfg.data}{detail}")
     model_id = checkpoint.model_id(ckpt)
     label = "paired" if cfg.paired else cfg.blur
-    summary = summarise(scored, label, model_id)
+    summary = {**summarise(scored, label, model_id), "failed": failed}
     _write_outputs(cfg.output, scored, summary, label, model_id, cfg.report_images)
     means = "  ".join(f"{m} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for m, v in summary["mean"].items())
-    return f"{len(scored)} images, {label}: {means} -> {cfg.output}"
+    return f"{len(scored)} images, {label}: {means}, {len(failed)} failed -> {cfg.output}"
 
 
 def pairs(data: str, paired: str | None, spec: str, seed: int, factor: float, limit: int):
-    """(relative key, :class:`Pair`) for each sharp image under ``data`` (the first ``limit``; 0: all)."""
+    """(relative key, :class:`Pair`) for each sharp image under ``data`` (the first ``limit``; 0: all);
+    an unreadable image, or one without its paired degraded copy, comes as (key, error message)."""
     deg = parse_blur(spec)
     urls = list_images(data)[: limit or None]
     degraded_by_stem = {}
@@ -76,14 +83,21 @@ def pairs(data: str, paired: str | None, spec: str, seed: int, factor: float, li
         degraded_by_stem = {posixpath.splitext(relative_key(paired, u))[0]: u for u in list_images(paired)}
     for url in urls:
         key = relative_key(data, url) if url != data else posixpath.basename(url)
-        sharp = decode(_read(url))
-        if not paired:
-            yield key, make_pair(sharp, deg, key, seed, factor)
-            continue
-        match = degraded_by_stem.get(posixpath.splitext(key)[0])
-        if match is None:
-            raise FileNotFoundError(f"no degraded image for {key} under {paired}")
-        yield key, Pair(_hwc(to_float(sharp)), _hwc(to_float(decode(_read(match)))), None)
+        try:
+            yield key, _pair(url, key, deg, degraded_by_stem, paired, seed, factor)
+        except (OSError, ValueError) as e:
+            yield key, f"{type(e).__name__}: {e}"
+
+
+def _pair(url: str, key: str, deg, degraded_by_stem: dict[str, str], paired: str | None, seed: int,
+          factor: float) -> Pair:
+    sharp = decode(_read(url))
+    if not paired:
+        return make_pair(sharp, deg, key, seed, factor)
+    match = degraded_by_stem.get(posixpath.splitext(key)[0])
+    if match is None:
+        raise FileNotFoundError(f"no degraded image for {key} under {paired}")
+    return Pair(_hwc(to_float(sharp)), _hwc(to_float(decode(_read(match)))), None)
 
 
 def _read(url: str) -> bytes:

@@ -74,9 +74,18 @@ def test_paired_folders_and_small_images_in_the_articles_layout(tmp_path):
     assert grid.shape[0] > 3 * 28 * 4 and grid.shape[1] > 4 * 28 * 4  # rows: sharp, blurred, de-blurred
 
 
-def test_a_missing_pair_is_a_clear_error(tmp_path):
+def test_bad_images_and_missing_pairs_are_recorded_and_the_rest_scored(tmp_path):
     write_image(tmp_path / "sharp" / "a.png", textured(30, 30, 3))
+    write_image(tmp_path / "sharp" / "c.png", textured(30, 30, 3, seed=2))
+    (tmp_path / "sharp" / "broken.png").write_bytes(b"\x89PNG truncated")
     write_image(tmp_path / "blurred" / "b.png", textured(30, 30, 3))
-    with pytest.raises(FileNotFoundError, match="no degraded image for a.png"):
-        evaluate(EvalConfig(data=str(tmp_path / "sharp"), paired=str(tmp_path / "blurred"),
-                            output=str(tmp_path / "out")))
+    write_image(tmp_path / "blurred" / "c.png", textured(30, 30, 3, seed=3))
+    line = evaluate(EvalConfig(data=str(tmp_path / "sharp"), paired=str(tmp_path / "blurred"),
+                               output=str(tmp_path / "out")))
+    assert "1 images" in line and "2 failed" in line
+    failed = json.loads((tmp_path / "out" / "summary.json").read_text())["failed"]
+    assert {f["image"] for f in failed} == {"a.png", "broken.png"}
+    assert any("no degraded image for a.png" in f["error"] for f in failed)
+    with pytest.raises(FileNotFoundError, match="no images could be evaluated"):
+        evaluate(EvalConfig(data=str(tmp_path / "blurred" / "b.png"), paired=str(tmp_path / "sharp"),
+                            output=str(tmp_path / "none")))

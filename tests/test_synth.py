@@ -36,6 +36,7 @@ def test_blur_command_writes_degraded_copies_under_the_same_names(tmp_path, phot
     out = tmp_path / "blurred"
     assert cli.main(["blur", "--input", str(photo_folder), "--output", str(out), "--blur",
                      "motion:length=7+noise:sigma=0.005", "--downscale", "2"]) == 0
+    assert not (out / "broken.png").exists()
     sharp = sorted(p.relative_to(photo_folder) for p in photo_folder.rglob("img*.png"))
     assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == sharp
     for rel in sharp:
@@ -43,7 +44,8 @@ def test_blur_command_writes_degraded_copies_under_the_same_names(tmp_path, phot
         dst = decode((out / rel).read_bytes())
         assert dst.shape[:2] == (round(src.shape[0] / 2), round(src.shape[1] / 2))
     again = tmp_path / "again"
-    write_degraded(str(photo_folder), str(again), "motion:length=7+noise:sigma=0.005", factor=2)
+    line = write_degraded(str(photo_folder), str(again), "motion:length=7+noise:sigma=0.005", factor=2)
+    assert "6 degraded" in line and "1 failed" in line
     for rel in sharp:
         assert (out / rel).read_bytes() == (again / rel).read_bytes()
 
