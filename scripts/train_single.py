@@ -84,6 +84,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--val", help="folder of sharp validation images")
     p.add_argument("--sprite", help="Fashion-MNIST sprite: train on tiles 0-539, validate on 540-599")
     p.add_argument("--output", required=True)
+    p.add_argument("--init", help="checkpoint to start from (fine-tuning); its model and settings are used")
     p.add_argument("--model", default=models.DEFAULT)
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--model-options", default="{}", help="JSON object of extra model settings")
@@ -122,7 +123,11 @@ def main() -> None:
     torch.manual_seed(args.seed)
     train, val = load_data(args)
     print(f"{len(train)} training / {len(val)} validation images on {device}", flush=True)
-    net = models.build(args.model, channels=args.channels, **json.loads(args.model_options)).to(device)
+    if args.init:
+        net, init = checkpoint.load(args.init, device)
+        args.model = init["model"]
+    else:
+        net = models.build(args.model, channels=args.channels, **json.loads(args.model_options)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     stream = PatchStream(train, args.blur, args.patch, args.batch, args.seed, args.flips, args.mixup)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.loader_workers,
