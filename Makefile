@@ -36,9 +36,12 @@ article-fashion-mnist: $(VENV)/.installed  ## the article exactly: Fashion-MNIST
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
 	$(BIN)/deblur eval --model outputs/article-fmnist --data data/sprite/eval --blur seed --output outputs/article-fmnist-eval
 
-sprite-unet: $(VENV)/.installed  ## the default architecture on sprite tiles 0-539 (GPU: 6.5 min; see checkpoints/README.md)
+sprite-unet: $(VENV)/.installed  ## the default architecture on sprite tiles 0-539 (6.5 GPU-min + 25 CPU-min; checkpoints/README.md)
 	$(BIN)/python scripts/train_single.py --sprite $(SPRITE) --channels 1 --blur seed --patch 28 --batch 128 \
 		--loss psnr --flips --clip 1 --lr 1e-3 --minutes 6.5 --val-every 30 --loader-workers 3 --output outputs/sprite-unet
+	$(BIN)/python scripts/train_single.py --init outputs/sprite-unet --sprite $(SPRITE) --channels 1 --blur seed \
+		--patch 28 --batch 64 --loss psnr --flips --mixup 0.5 --clip 1 --lr 2e-4 --minutes 25 --val-every 60 \
+		--loader-workers 1 --output outputs/sprite-unet-ft
 
 default-model: $(VENV)/.installed  ## the shipped weights' recipe (GPU: 6.5 min; see deblur/assets/default/README.md)
 	mkdir -p data/kodak-train && cp $(DATA)/kodak24/*.png data/kodak-train/ && \
