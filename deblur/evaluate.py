@@ -25,6 +25,7 @@ from deblur import checkpoint, metrics
 from deblur.classical import noise_sigma_of, wiener
 from deblur.config import EvalConfig
 from deblur.degrade import parse_blur
+from deblur.imageops import to_hwc
 from deblur.io import decode, filesystem, from_float, list_images, relative_key, to_float, write_atomic
 from deblur.report import write_report
 from deblur.stages import restore_image
@@ -97,17 +98,12 @@ def _pair(url: str, key: str, deg, degraded_by_stem: dict[str, str], paired: str
     match = degraded_by_stem.get(posixpath.splitext(key)[0])
     if match is None:
         raise FileNotFoundError(f"no degraded image for {key} under {paired}")
-    return Pair(_hwc(to_float(sharp)), _hwc(to_float(decode(_read(match)))), None)
+    return Pair(to_hwc(to_float(sharp)), to_hwc(to_float(decode(_read(match)))), None)
 
 
 def _read(url: str) -> bytes:
     fs, path = filesystem(url)
     return fs.cat_file(path)
-
-
-def _hwc(img: np.ndarray) -> np.ndarray:
-    img = img[..., None] if img.ndim == 2 else img
-    return img[..., :3] if img.shape[2] == 4 else img
 
 
 def score(key: str, pair: Pair, restored: np.ndarray, classical: np.ndarray | None, crop_border: int,
@@ -116,7 +112,7 @@ def score(key: str, pair: Pair, restored: np.ndarray, classical: np.ndarray | No
     sharp = from_float(pair.sharp)
     if pair.sharp.shape != pair.degraded.shape:
         raise ValueError(f"{key}: sharp {pair.sharp.shape} and degraded {pair.degraded.shape} differ in size")
-    images = {"sharp": sharp, "blurred": from_float(pair.degraded), "model": _hwc(restored)}
+    images = {"sharp": sharp, "blurred": from_float(pair.degraded), "model": to_hwc(restored)}
     if classical is not None:
         images["wiener"] = classical
     scores = {m: {"psnr": metrics.psnr(images[m], sharp, crop_border, y_channel),

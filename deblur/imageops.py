@@ -20,11 +20,10 @@ def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(img[..., :1], channels, axis=2)
 
 
-def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``size`` x ``size`` window of HWC ``img`` at a random position (``size`` <= H, W)."""
-    y = int(rng.integers(0, img.shape[0] - size + 1))
-    x = int(rng.integers(0, img.shape[1] - size + 1))
-    return img[y : y + size, x : x + size]
+def to_hwc(img: np.ndarray) -> np.ndarray:
+    """HW/HWC image (any dtype) -> HWC with 1 or 3 channels: grey gains a channel axis, alpha is dropped."""
+    img = img[..., None] if img.ndim == 2 else img
+    return img[..., :3] if img.shape[2] == 4 else img
 
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from deblur.degrade import Degradation, convolve, parse_blur
+from deblur.imageops import to_hwc
 from deblur.io import decode, encode, filesystem, from_float, list_images, relative_key, to_float, write_atomic
 
 
@@ -46,9 +47,7 @@ def rng_for(key: str, seed: int) -> np.random.Generator:
 
 def make_pair(img: np.ndarray, deg: Degradation, key: str, seed: int = 0, factor: float = 1.0) -> Pair:
     """Degrade decoded ``img`` (uint8/uint16, HW/HWC) as ``deg`` says, reproducibly for ``key``."""
-    sharp = to_float(downscale(img, factor))
-    sharp = sharp[..., None] if sharp.ndim == 2 else sharp
-    sharp = sharp[..., :3] if sharp.shape[2] == 4 else sharp
+    sharp = to_hwc(to_float(downscale(img, factor)))
     rng = rng_for(key, seed)
     kernel = deg.kernel(rng)
     degraded = deg.finish(convolve(sharp, kernel), rng)
