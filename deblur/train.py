@@ -35,6 +35,7 @@ from deblur.steps import (LOSSES, SCHEDULES, learning_rate, set_learning_rate, t
 from deblur.runtime import ensure_ray
 from deblur.io import filesystem, is_local, to_float, to_pyarrow
 
+
 def fit(cfg: TrainConfig) -> str:
     """Train as ``cfg`` says; returns the URI of the best checkpoint written under ``cfg.output``."""
     parse_blur(cfg.blur)
