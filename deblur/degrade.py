@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deblur.io import to_float
+from deblur.io import from_float, to_float
 from deblur.kernels import BLURS, Range, _draw
 
 BORDER = cv2.BORDER_REFLECT_101  # OpenCV's default, and what GaussianBlur uses in the article
@@ -60,7 +60,7 @@ class Jpeg:
         if rng.random() >= self.p:
             return img
         q = int(round(_draw(rng, self.quality)))
-        u8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+        u8 = from_float(img)
         colour = u8.ndim == 3 and u8.shape[2] == 3
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR) if colour else u8,
                                [cv2.IMWRITE_JPEG_QUALITY, q])
@@ -91,10 +91,6 @@ class Degradation:
     blur: Any
     after: tuple[Any, ...] = ()
 
-    @property
-    def name(self) -> str:
-        return self.blur.name
-
     def kernel(self, rng: np.random.Generator) -> np.ndarray:
         """This image's blur kernel (draws from ``rng`` first, before any noise or JPEG)."""
         return self.blur.kernel(rng)
@@ -105,9 +101,14 @@ class Degradation:
             blurred = stage(blurred, rng)
         return blurred
 
+    def apply(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(the degraded image: same shape, float32 [0, 1]; the kernel that blurred it)."""
+        kernel = self.kernel(rng)
+        return self.finish(convolve(img, kernel), rng), kernel
+
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The degraded image: same shape, float32 [0, 1]."""
-        return self.finish(convolve(img, self.kernel(rng)), rng)
+        return self.apply(img, rng)[0]
 
 
 def names() -> list[str]:

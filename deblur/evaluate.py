@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from deblur import checkpoint, metrics
 from deblur.classical import noise_sigma_of, wiener
 from deblur.config import EvalConfig
-from deblur.degrade import parse_blur
+from deblur.degrade import Degradation, parse_blur
 from deblur.imageops import to_hwc
 from deblur.io import decode, filesystem, from_float, list_images, relative_key, to_float, write_atomic
 from deblur.report import write_report
@@ -52,7 +52,7 @@ def evaluate(cfg: EvalConfig) -> str:
     deg = parse_blur(cfg.blur)
     noise = noise_sigma_of(deg.after)
     scored, failed = [], []
-    for key, pair in tqdm(list(pairs(cfg.data, cfg.paired, cfg.blur, cfg.seed, cfg.downscale, cfg.limit)),
+    for key, pair in tqdm(list(pairs(cfg.data, cfg.paired, deg, cfg.seed, cfg.downscale, cfg.limit)),
                           desc="evaluating", unit="img"):
         try:
             if isinstance(pair, str):
@@ -74,10 +74,10 @@ def evaluate(cfg: EvalConfig) -> str:
     return f"{len(scored)} images, {label}: {means}, {len(failed)} failed -> {cfg.output}"
 
 
-def pairs(data: str, paired: str | None, spec: str, seed: int, factor: float, limit: int):
-    """(relative key, :class:`Pair`) for each sharp image under ``data`` (the first ``limit``; 0: all);
-    an unreadable image, or one without its paired degraded copy, comes as (key, error message)."""
-    deg = parse_blur(spec)
+def pairs(data: str, paired: str | None, deg: Degradation, seed: int, factor: float, limit: int):
+    """(relative key, :class:`Pair`) for each sharp image under ``data`` (the first ``limit``; 0: all),
+    degraded by ``deg`` unless read from ``paired``; an unreadable image, or one without its paired
+    degraded copy, comes as (key, error message)."""
     urls = list_images(data)[: limit or None]
     degraded_by_stem = {}
     if paired:
@@ -90,7 +90,7 @@ def pairs(data: str, paired: str | None, spec: str, seed: int, factor: float, li
             yield key, f"{type(e).__name__}: {e}"
 
 
-def _pair(url: str, key: str, deg, degraded_by_stem: dict[str, str], paired: str | None, seed: int,
+def _pair(url: str, key: str, deg: Degradation, degraded_by_stem: dict[str, str], paired: str | None, seed: int,
           factor: float) -> Pair:
     sharp = decode(_read(url))
     if not paired:

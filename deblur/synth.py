@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from deblur.degrade import Degradation, convolve, parse_blur
+from deblur.degrade import Degradation, parse_blur
 from deblur.imageops import to_hwc
 from deblur.io import decode, encode, filesystem, from_float, list_images, relative_key, to_float, write_atomic
 
@@ -48,9 +48,7 @@ def rng_for(key: str, seed: int) -> np.random.Generator:
 def make_pair(img: np.ndarray, deg: Degradation, key: str, seed: int = 0, factor: float = 1.0) -> Pair:
     """Degrade decoded ``img`` (uint8/uint16, HW/HWC) as ``deg`` says, reproducibly for ``key``."""
     sharp = to_hwc(to_float(downscale(img, factor)))
-    rng = rng_for(key, seed)
-    kernel = deg.kernel(rng)
-    degraded = deg.finish(convolve(sharp, kernel), rng)
+    degraded, kernel = deg.apply(sharp, rng_for(key, seed))
     return Pair(sharp, to_float(from_float(degraded)), kernel)
 
 
