@@ -149,23 +149,29 @@ class DefocusBlur:
 
 @dataclass(frozen=True)
 class BlindBlur:
-    """The blind family: per image, one of isotropic Gaussian, anisotropic Gaussian, motion or defocus,
-    each with its range below, chosen with equal probability."""
+    """The blind family: per image, linear motion with probability ``motion_share``, else isotropic
+    Gaussian, anisotropic Gaussian or defocus with equal probability, each with its range below."""
 
     sigma: Range = (0.3, 3.0)
     length: Range = (3.0, 15.0)
     radius: Range = (0.5, 4.0)
+    motion_share: float = 0.25
     name = "blind"
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.motion_share <= 1.0:
+            raise ValueError(f"blind motion_share must be in [0, 1], got {self.motion_share}")
+
+    def choose(self, rng: np.random.Generator) -> "GaussianBlur | AnisotropicBlur | MotionBlur | DefocusBlur":
+        """This image's member of the family (one draw from ``rng``)."""
+        u = float(rng.random())
+        if u < self.motion_share:
+            return MotionBlur(self.length)
+        choice = min(int((u - self.motion_share) / (1.0 - self.motion_share) * 3), 2)
+        return (GaussianBlur(self.sigma), AnisotropicBlur(self.sigma, self.sigma), DefocusBlur(self.radius))[choice]
+
     def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        choice = int(rng.integers(4))
-        if choice == 0:
-            return GaussianBlur(self.sigma).kernel(rng)
-        if choice == 1:
-            return AnisotropicBlur(self.sigma, self.sigma).kernel(rng)
-        if choice == 2:
-            return MotionBlur(self.length).kernel(rng)
-        return DefocusBlur(self.radius).kernel(rng)
+        return self.choose(rng).kernel(rng)
 
 
 BLURS: dict[str, type] = {cls.name: cls for cls in (NoBlur, SeedBlur, GaussianBlur, AnisotropicBlur, MotionBlur,

@@ -97,6 +97,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--flips", action="store_true")
     p.add_argument("--mixup", type=float, default=0.0, help="share of training images blended from two")
     p.add_argument("--clip", type=float, default=0.0, help="gradient norm clipping (0: off)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster bf16 convs on GPU)")
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--val-every", type=float, default=45.0, help="seconds between validations")
     p.add_argument("--val-repeats", type=int, default=4)
@@ -128,6 +129,8 @@ def main() -> None:
         args.model = init["model"]
     else:
         net = models.build(args.model, channels=args.channels, **json.loads(args.model_options)).to(device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     stream = PatchStream(train, args.blur, args.patch, args.batch, args.seed, args.flips, args.mixup)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.loader_workers,
@@ -141,8 +144,9 @@ def main() -> None:
     for blurred, sharp in loader:
         elapsed = time.perf_counter() - start
         set_learning_rate(opt, learning_rate(args.lr, min(elapsed / budget, 1.0), args.schedule))
-        losses.append(train_step(net, opt, blurred.to(device, non_blocking=True), sharp.to(device, non_blocking=True),
-                                 args.loss, device, bf16, args.clip))
+        x = blurred.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        y = sharp.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        losses.append(train_step(net, opt, x, y, args.loss, device, bf16, args.clip))
         step += 1
         done = elapsed >= budget
         if done or time.perf_counter() - last_val >= args.val_every:

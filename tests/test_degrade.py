@@ -97,3 +97,18 @@ def test_degrade_crop_equals_blurring_the_whole_image(name):
     ys, xs = np.argwhere(np.all(np.isclose(img[:37, :27], sharp[0, 0]), axis=2))[0]
     np.testing.assert_array_equal(img[ys : ys + 24, xs : xs + 24], sharp)
     np.testing.assert_allclose(whole[ys : ys + 24, xs : xs + 24], blurred, atol=1e-6)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.6, 1.0])
+def test_blind_family_draws_motion_with_its_share_and_the_rest_evenly(share):
+    blind = parse_blur(f"blind:motion_share={share}").blur
+    rng = np.random.default_rng(0)
+    counts: dict[str, int] = {}
+    for _ in range(4000):
+        name = blind.choose(rng).name
+        counts[name] = counts.get(name, 0) + 1
+    assert abs(counts.get("motion", 0) / 4000 - share) < 0.03
+    for other in ("gaussian", "anisotropic", "defocus"):
+        assert abs(counts.get(other, 0) / 4000 - (1 - share) / 3) < 0.03
+    with pytest.raises(ValueError, match="motion_share"):
+        parse_blur("blind:motion_share=1.5")

@@ -18,7 +18,7 @@ def _train(*args: str) -> subprocess.CompletedProcess:
 def test_trains_validates_checkpoints_and_fine_tunes(photo_folder, tmp_path):
     common = ["--data", str(photo_folder), "--val", str(photo_folder), "--batch", "4", "--patch", "32",
               "--minutes", "0.1", "--val-every", "2", "--loader-workers", "1", "--flips", "--clip", "1",
-              "--model-options", '{"width": 8}', "--blur", "blind+noise:sigma=0.01"]
+              "--model-options", '{"width": 8}', "--blur", "blind:motion_share=0.5+noise:sigma=0.01", "--channels-last"]
     first = _train(*common, "--output", str(tmp_path / "a"))
     assert first.returncode == 0, first.stderr[-2000:]
     assert "best val PSNR" in first.stdout

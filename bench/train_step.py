@@ -1,0 +1,70 @@
+"""Training-step speed of a model at several batch sizes and memory layouts, side by side in one run.
+
+    python bench/train_step.py [--model unet] [--patch 128] [--batch 32 --batch 64 ...] [--seconds 4]
+                               [--json FILE]
+
+Random NCHW float32 [0, 1] inputs already on the device (so it measures the model and optimiser, not the
+data loader), bf16 autocast on CUDA, the same ``train_step`` as training. Prints megapixels per second for
+each setting and, with ``--json``, writes them and the fastest batch size (what a training run should use
+when its loader keeps up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from deblur import models  # noqa: E402
+from deblur.steps import train_step  # noqa: E402
+
+
+def measure(model_name: str, channels: int, batch: int, patch: int, channels_last: bool, seconds: float,
+            device: torch.device) -> float:
+    """Megapixels per second of ``train_step`` on one setting (after a warm-up of a quarter of ``seconds``)."""
+    bf16 = device.type == "cuda"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = models.build(model_name, channels=channels).to(device, memory_format=fmt).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    x = torch.rand(batch, channels, patch, patch, device=device).contiguous(memory_format=fmt)
+    y = x.clone()
+    for phase_seconds in (seconds / 4, seconds):  # warm-up (cuDNN autotuning), then the timed run
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < phase_seconds:
+            train_step(net, opt, x, y, "psnr", device, bf16, clip=1.0)  # .item() inside syncs each step
+            steps += 1
+    return steps * batch * patch * patch / (time.perf_counter() - start) / 1e6
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=models.DEFAULT)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--batch", type=int, action="append", default=[])
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--json")
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = True
+    rows = []
+    for batch in args.batch or [32, 64, 128]:
+        for channels_last in (False, True):
+            mpx = measure(args.model, args.channels, batch, args.patch, channels_last, args.seconds, device)
+            rows.append({"batch": batch, "channels_last": channels_last, "mpx_per_s": round(mpx, 2)})
+            print(f"{args.model} on {device}: batch {batch:4d} x {args.patch}^2, channels_last={channels_last!s:5}: "
+                  f"{mpx:8.2f} Mpx/s", flush=True)
+    best = max(rows, key=lambda r: r["mpx_per_s"])
+    print(f"fastest: batch {best['batch']}, channels_last={best['channels_last']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "best": best}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
