@@ -104,7 +104,8 @@ def export(uri: str, directory: str, half: bool = True, **meta: Any) -> None:
     os.makedirs(directory, exist_ok=True)
     safetensors.torch.save_file(weights, os.path.join(directory, WEIGHTS))
     with open(os.path.join(directory, CONFIG), "w") as f:
-        json.dump({**read_config(uri), **meta}, f, indent=2, sort_keys=True)
+        json.dump({**read_config(uri), "weights_dtype": "float16" if half else "float32", **meta}, f, indent=2,
+                  sort_keys=True)
 
 
 def load_local(directory: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:

@@ -3,6 +3,7 @@ import os
 import pickle
 
 import pytest
+import safetensors.torch
 import torch
 
 from deblur import checkpoint, models
@@ -75,3 +76,20 @@ def test_load_from_s3(bucket, tmp_path):
     loaded, _ = checkpoint.load(uri)
     x = torch.rand(1, 1, 9, 9)
     assert torch.equal(loaded(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_export_ships_half_precision_weights_that_load_as_float32(tmp_path, name):
+    model = models.build(name, channels=3)
+    opt = torch.optim.Adam(model.parameters())
+    checkpoint.save(str(tmp_path / "ck"), model, name, {"metrics": {"val_psnr": 30.0}}, opt)
+    checkpoint.export(str(tmp_path / "ck"), str(tmp_path / "ship"), note="shipped")
+    assert sorted(os.listdir(tmp_path / "ship")) == ["config.json", "model.safetensors"]  # no optimizer
+    shipped = safetensors.torch.load_file(str(tmp_path / "ship" / "model.safetensors"))
+    assert all(t.dtype == torch.float16 for t in shipped.values() if t.is_floating_point())
+    loaded, config = checkpoint.load(str(tmp_path / "ship"))
+    assert config["weights_dtype"] == "float16" and config["note"] == "shipped"
+    assert config["metrics"]["val_psnr"] == 30.0 and config["model"] == name
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), model.eval()(x), atol=2e-3, rtol=0)
