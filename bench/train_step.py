@@ -1,12 +1,14 @@
-"""Training-step speed of a model at several batch sizes and memory layouts, side by side in one run.
+"""Training-step speed of a model at several batch sizes and memory layouts, and of one data-loader worker
+degrading crops (all on the CPU, or leaving blur and noise to the device), side by side in one run.
 
     python bench/train_step.py [--model unet] [--patch 128] [--batch 32 --batch 64 ...] [--seconds 4]
-                               [--json FILE]
+                               [--blur SPEC] [--json FILE]
 
 Random NCHW float32 [0, 1] inputs already on the device (so it measures the model and optimiser, not the
 data loader), bf16 autocast on CUDA, the same ``train_step`` as training. Prints megapixels per second for
 each setting and, with ``--json``, writes them and the fastest batch size (what a training run should use
-when its loader keeps up).
+when its loader keeps up). The loader figures are per CPU core (one thread): multiply by the loader workers
+and compare with the step figures to see which side sets the pace.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import os
 import sys
 import time
 
+import cv2
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from deblur import models  # noqa: E402
-from deblur.steps import train_step  # noqa: E402
+from deblur import device_degrade, models  # noqa: E402
+from deblur.degrade import BLIND, parse_blur  # noqa: E402
+from deblur.steps import degrade_batch, train_step  # noqa: E402
 
 
 def measure(model_name: str, channels: int, batch: int, patch: int, channels_last: bool, seconds: float,
@@ -41,6 +46,24 @@ def measure(model_name: str, channels: int, batch: int, patch: int, channels_las
             steps += 1
     return steps * batch * patch * patch / (time.perf_counter() - start) / 1e6
 
+def measure_loader(spec: str, batch: int, patch: int, on_device: bool, seconds: float) -> float:
+    """Megapixels per second one loader worker (one thread) prepares: full CPU degradation, or the
+    loader's share of ``deblur.device_degrade``; on 768x512 uint8 images of smooth noise."""
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    images = [cv2.resize((rng.random((64, 96, 3)) * 255).astype(np.uint8), (768, 512)) for _ in range(8)]
+    deg, steps, start = parse_blur(spec), 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        crops = [images[int(rng.integers(len(images)))] for _ in range(batch)]
+        if on_device:
+            device_degrade.draw_batch(crops, deg, patch, rng, flips=True)
+        else:
+            b, s = degrade_batch(crops, deg, patch, rng, flips=True)
+            torch.from_numpy(b.transpose(0, 3, 1, 2).copy()), torch.from_numpy(s.transpose(0, 3, 1, 2).copy())
+        steps += 1
+    return steps * batch * patch * patch / (time.perf_counter() - start) / 1e6
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=models.DEFAULT)
@@ -48,6 +71,7 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, action="append", default=[])
     p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--blur", default=BLIND, help="degradation spec for the loader figures")
     p.add_argument("--json")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,9 +85,14 @@ def main() -> None:
                   f"{mpx:8.2f} Mpx/s", flush=True)
     best = max(rows, key=lambda r: r["mpx_per_s"])
     print(f"fastest: batch {best['batch']}, channels_last={best['channels_last']}")
+    loader = {}
+    for where in ("loader", "device"):
+        loader[where] = round(measure_loader(args.blur, 32, args.patch, where == "device", args.seconds), 2)
+        print(f"one loader worker, blur and noise on the {where}: {loader[where]:8.2f} Mpx/s", flush=True)
+    print(f"loader speed-up from --degrade-on device: {loader['device'] / loader['loader']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "best": best}, f, indent=2)
+            json.dump({"rows": rows, "best": best, "loader_mpx_per_s": loader}, f, indent=2)
 
 
 if __name__ == "__main__":

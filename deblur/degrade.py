@@ -33,51 +33,73 @@ def convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).reshape(img.shape)
 
 
+class Stage:
+    """A pixel stage after the blur: ``draw`` draws its setting for one image from ``rng`` (None: the stage
+    is skipped for that image), ``apply`` applies a drawn setting; calling it does both."""
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
+    def apply(self, img: np.ndarray, setting: Any, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``img`` (float32 [0, 1], any layout) after this stage, same shape."""
+        setting = self.draw(rng)
+        return img if setting is None else self.apply(img, setting, rng)
+
+
 @dataclass(frozen=True)
-class Noise:
+class Noise(Stage):
     """Additive white Gaussian noise of standard deviation ``sigma`` (on [0, 1]), applied with probability ``p``."""
 
     sigma: Range = (0.0, 0.02)
     p: float = 1.0
     name = "noise"
 
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= self.p:
-            return img
-        noise = rng.standard_normal(img.shape, dtype=np.float32) * _draw(rng, self.sigma)
+    def draw(self, rng: np.random.Generator) -> float | None:
+        """This image's sigma, or None when the stage is skipped (probability 1 - p)."""
+        return None if rng.random() >= self.p else _draw(rng, self.sigma)
+
+    def apply(self, img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.standard_normal(img.shape, dtype=np.float32) * sigma
         return np.clip(img + noise, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class Jpeg:
+class Jpeg(Stage):
     """A JPEG round trip at ``quality`` (OpenCV's codec, 8-bit), applied with probability ``p``."""
 
     quality: Range = (60.0, 95.0)
     p: float = 1.0
     name = "jpeg"
 
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= self.p:
-            return img
-        q = int(round(_draw(rng, self.quality)))
+    def draw(self, rng: np.random.Generator) -> int | None:
+        """This image's quality, or None when the stage is skipped (probability 1 - p)."""
+        return None if rng.random() >= self.p else int(round(_draw(rng, self.quality)))
+
+    def apply(self, img: np.ndarray, quality: int, rng: np.random.Generator) -> np.ndarray:
         u8 = from_float(img)
         colour = u8.ndim == 3 and u8.shape[2] == 3
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR) if colour else u8,
-                               [cv2.IMWRITE_JPEG_QUALITY, q])
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])
         out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB) if colour else out
         return (out.astype(np.float32) / 255).reshape(img.shape)
 
 
 @dataclass(frozen=True)
-class Quantize:
+class Quantize(Stage):
     """Rounding to ``bits``-bit levels, as storing the image in an 8-bit (or 16-bit) file does."""
 
     bits: int = 8
     name = "quantize"
 
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        top = float(2**self.bits - 1)
+    def draw(self, rng: np.random.Generator) -> int:
+        return self.bits  # always applies
+
+    def apply(self, img: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
+        top = float(2**bits - 1)
         return (np.round(np.clip(img, 0, 1) * top) / top).astype(np.float32)
 
 
@@ -166,22 +188,34 @@ def blur_spec(deg: Degradation) -> str:
     return "+".join(_part_spec(p) for p in (deg.blur, *deg.after))
 
 
-def degrade_crop(img: np.ndarray, deg: Degradation, size: int, rng: np.random.Generator,
-                 center: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(sharp, degraded) float32 [0, 1] ``size`` x ``size`` windows of HWC ``img`` (uint8, uint16 or float
-    [0, 1]; size <= H, W).
+def window(shape: tuple[int, ...], size: int, rng: np.random.Generator, center: bool = False) -> tuple[int, int]:
+    """Top-left (y, x) of a ``size`` x ``size`` window in an image of ``shape`` (random, or central)."""
+    h, w = shape[:2]
+    if center:
+        return (h - size) // 2, (w - size) // 2
+    return int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
 
-    The blur is computed on the window plus a margin of the kernel's radius (as far as the image
-    reaches), so the result equals blurring the whole image and cropping, at a fraction of the cost;
-    noise and JPEG then apply to the window. Only the window is converted to float.
+
+def blur_window(img: np.ndarray, kernel: np.ndarray, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sharp, blurred) float32 [0, 1] windows at (y, x) of HWC ``img`` (uint8, uint16 or float [0, 1]).
+
+    The blur is computed on the window plus a margin of the kernel's radius (as far as the image reaches),
+    so the result equals blurring the whole image and cropping, at a fraction of the cost. Only that
+    region is converted to float.
     """
-    kernel = deg.kernel(rng)
     h, w = img.shape[:2]
-    y = (h - size) // 2 if center else int(rng.integers(0, h - size + 1))
-    x = (w - size) // 2 if center else int(rng.integers(0, w - size + 1))
     r = kernel.shape[0] // 2
     y0, x0 = max(0, y - r), max(0, x - r)
     region = to_float(img[y0 : min(h, y + size + r), x0 : min(w, x + size + r)])
     blurred = convolve(region, kernel)[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
-    sharp = region[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
-    return sharp, deg.finish(np.ascontiguousarray(blurred), rng)
+    return region[y - y0 : y - y0 + size, x - x0 : x - x0 + size], np.ascontiguousarray(blurred)
+
+
+def degrade_crop(img: np.ndarray, deg: Degradation, size: int, rng: np.random.Generator,
+                 center: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(sharp, degraded) float32 [0, 1] ``size`` x ``size`` windows of HWC ``img`` (uint8, uint16 or float
+    [0, 1]; size <= H, W): blurred as the whole image would be (:func:`blur_window`), then noise and JPEG."""
+    kernel = deg.kernel(rng)
+    y, x = window(img.shape, size, rng, center)
+    sharp, blurred = blur_window(img, kernel, y, x, size)
+    return sharp, deg.finish(blurred, rng)

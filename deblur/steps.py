@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Iterator
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -53,10 +54,17 @@ def set_learning_rate(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+_ROTATIONS = (None, cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_CLOCKWISE)
+
+
 def dihedral(img: np.ndarray, k: int) -> np.ndarray:
-    """The ``k``-th (0..7) of the 8 flips/rotations of HWC ``img``; 0 is the identity."""
-    img = np.rot90(img, k % 4)
-    return img[:, ::-1] if k >= 4 else img
+    """The ``k``-th (0..7) of the 8 flips/rotations of HW or HWC ``img``: ``np.rot90(img, k % 4)``, then
+    mirrored left-right when k >= 4; 0 is the identity. A contiguous copy (OpenCV) unless k is 0."""
+    if k == 0:
+        return img
+    out = img if k % 4 == 0 else cv2.rotate(np.ascontiguousarray(img), _ROTATIONS[k % 4])
+    out = cv2.flip(np.ascontiguousarray(out), 1) if k >= 4 else out
+    return out.reshape(out.shape[:2] + img.shape[2:])
 
 
 def training_batches(images: Iterable[np.ndarray], batch_size: int, deg: Degradation, patch: int,

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from deblur import checkpoint, models
+from deblur import checkpoint, device_degrade, models
 from deblur.datasets import sprite_tiles
 from deblur.degrade import parse_blur
 from deblur.imageops import to_channels
@@ -41,9 +41,9 @@ class PatchStream(torch.utils.data.IterableDataset):
     """Endless (degraded, sharp) NCHW float32 batches of random crops; each worker draws its own."""
 
     def __init__(self, images: list[np.ndarray], spec: str, patch: int, batch: int, seed: int, flips: bool,
-                 mixup: float = 0.0):
+                 mixup: float = 0.0, on_device: bool = False):
         self.images, self.spec, self.patch, self.batch, self.seed, self.flips = images, spec, patch, batch, seed, flips
-        self.mixup = mixup
+        self.mixup, self.on_device = mixup, on_device
 
     def _pick(self, rng: np.random.Generator) -> np.ndarray:
         """An image, or with probability ``mixup`` a blend of two same-sized images: blur is linear, so a
@@ -63,7 +63,11 @@ class PatchStream(torch.utils.data.IterableDataset):
         deg = parse_blur(self.spec)
         cv2.setNumThreads(1)  # one thread per loader worker; the workers are the parallelism
         while True:
-            b, s = degrade_batch([self._pick(rng) for _ in range(self.batch)], deg, self.patch, rng, self.flips)
+            images = [self._pick(rng) for _ in range(self.batch)]
+            if self.on_device:  # blur and noise left to the training device (deblur.device_degrade)
+                yield device_degrade.draw_batch(images, deg, self.patch, rng, self.flips)
+                continue
+            b, s = degrade_batch(images, deg, self.patch, rng, self.flips)
             yield torch.from_numpy(b.transpose(0, 3, 1, 2).copy()), torch.from_numpy(s.transpose(0, 3, 1, 2).copy())
 
 
@@ -98,6 +102,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mixup", type=float, default=0.0, help="share of training images blended from two")
     p.add_argument("--clip", type=float, default=0.0, help="gradient norm clipping (0: off)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster bf16 convs on GPU)")
+    p.add_argument("--degrade-on", choices=("loader", "device"), default="loader",
+                   help="where crops are blurred and noised: in the loader workers, or on the training device")
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--val-every", type=float, default=45.0, help="seconds between validations")
     p.add_argument("--val-repeats", type=int, default=4)
@@ -132,7 +138,8 @@ def main() -> None:
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    stream = PatchStream(train, args.blur, args.patch, args.batch, args.seed, args.flips, args.mixup)
+    stream = PatchStream(train, args.blur, args.patch, args.batch, args.seed, args.flips, args.mixup,
+                         args.degrade_on == "device")
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.loader_workers,
                                          pin_memory=bf16, prefetch_factor=4 if args.loader_workers else None,
                                          persistent_workers=bool(args.loader_workers),
@@ -141,11 +148,12 @@ def main() -> None:
     budget, start = args.minutes * 60, time.perf_counter()
     step, best, last_val, losses = 0, -1.0, start, []
     net.train()
-    for blurred, sharp in loader:
+    for batch in loader:
         elapsed = time.perf_counter() - start
         set_learning_rate(opt, learning_rate(args.lr, min(elapsed / budget, 1.0), args.schedule))
-        x = blurred.to(device, non_blocking=True).contiguous(memory_format=fmt)
-        y = sharp.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        x, y = device_degrade.finish(batch, device) if isinstance(batch, dict) else batch
+        x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        y = y.to(device, non_blocking=True).contiguous(memory_format=fmt)
         losses.append(train_step(net, opt, x, y, args.loss, device, bf16, args.clip))
         step += 1
         done = elapsed >= budget

@@ -34,6 +34,18 @@ def test_dihedral_gives_eight_distinct_invertible_views():
     np.testing.assert_array_equal(views[0], img)
 
 
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 1), (5, 7, 3)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_dihedral_is_numpys_rotation_then_mirror(shape, dtype):
+    img = (np.random.default_rng(0).random(shape) * 200).astype(dtype)
+    for k in range(8):
+        want = np.rot90(img, k % 4)
+        want = want[:, ::-1] if k >= 4 else want
+        got = dihedral(img, k)
+        assert got.dtype == img.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("name", degrade.names())
 @pytest.mark.parametrize("channels", [1, 3])
 def test_training_batches_for_every_blur(name, channels):

@@ -25,7 +25,10 @@ def test_trains_validates_checkpoints_and_fine_tunes(photo_folder, tmp_path):
     model, config = checkpoint.load(str(tmp_path / "a"))
     assert config["model"] == "unet" and config["settings"]["width"] == 8
     assert config["metrics"]["steps"] > 0 and config["train"]["script"] == "scripts/train_single.py"
-    second = _train(*common, "--init", str(tmp_path / "a"), "--lr", "1e-4", "--output", str(tmp_path / "b"))
+    second = _train(*common, "--init", str(tmp_path / "a"), "--lr", "1e-4", "--degrade-on", "device",
+                    "--output", str(tmp_path / "b"))
     assert second.returncode == 0, second.stderr[-2000:]
     with open(tmp_path / "b" / "config.json") as f:
-        assert json.load(f)["train"]["init"] == str(tmp_path / "a")
+        record = json.load(f)
+    assert record["train"]["init"] == str(tmp_path / "a") and record["train"]["degrade_on"] == "device"
+    assert record["metrics"]["steps"] > 0
