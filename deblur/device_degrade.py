@@ -113,8 +113,7 @@ def finish(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tens
     if len(index):
         r = get["kernels"].shape[-1] // 2
         blurred = blur(regions, get["kernels"])
-        noise = torch.randn_like(blurred) * get["sigmas"][:, None, None, None]
-        blurred = torch.where(get["sigmas"][:, None, None, None] > 0, (blurred + noise).clamp(0.0, 1.0), blurred)
+        blurred = (blurred + torch.randn_like(blurred) * get["sigmas"][:, None, None, None]).clamp(0.0, 1.0)
         parts.append((blurred, regions[..., r : regions.shape[-2] - r, r : regions.shape[-1] - r], index))
     size, c = parts[0][0].shape[-1], parts[0][0].shape[1]
     degraded = torch.empty(n, c, size, size, device=device)

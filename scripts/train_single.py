@@ -38,7 +38,8 @@ def load_folder(uri: str, channels: int, factor: float) -> list[np.ndarray]:
 
 
 class PatchStream(torch.utils.data.IterableDataset):
-    """Endless (degraded, sharp) NCHW float32 batches of random crops; each worker draws its own."""
+    """Endless (degraded, sharp) NCHW float32 batches of random crops, or with ``on_device`` the
+    :func:`deblur.device_degrade.draw_batch` batches that the training device finishes; each worker draws its own."""
 
     def __init__(self, images: list[np.ndarray], spec: str, patch: int, batch: int, seed: int, flips: bool,
                  mixup: float = 0.0, on_device: bool = False):
