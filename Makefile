@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 SPRITE ?= $(DATA)/fashion-mnist-sprite/fashion-mnist-sprite.png
 # the moderate blurs of the photo targets, one evaluation each
-PHOTO_BLURS := gaussian:sigma=1..2.5 motion:length=9 defocus:radius=2.5
+PHOTO_DEGRADATIONS := gaussian:sigma=1..2.5 motion:length=9 defocus:radius=2.5
 NOISE := +noise:sigma=0.005
 # the default model's training photos (the three demo photos held out for validation) and its fine-tuning family
 PHOTO_TRAIN := --data data/kodak-train --data $(DATA)/unsplash13 --downscale 1 --downscale 3 --val deblur/assets/samples/photos
@@ -29,20 +29,20 @@ $(VENV)/.installed: pyproject.toml
 
 article: $(VENV)/.installed  ## the article's recipe on the sprite's 600 training tiles, then de-blur tiles 600-899
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
-	$(BIN)/deblur train --data data/sprite/train --output outputs/article --model seed --blur seed \
+	$(BIN)/deblur train --data data/sprite/train --output outputs/article --model seed --degradation seed \
 		--loss mse --lr 1e-3 --batch-size 2000 --epochs 300 --patch-size 28 --workers 2 --checkpoint-every 25
-	$(BIN)/deblur eval --model outputs/article --data data/sprite/eval --blur seed --output outputs/article-eval
+	$(BIN)/deblur eval --model outputs/article --data data/sprite/eval --degradation seed --output outputs/article-eval
 
 article-fashion-mnist: $(VENV)/.installed  ## the article exactly: Fashion-MNIST (downloaded), 100 epochs of batch 2000
-	$(BIN)/deblur train --data fashion-mnist --output outputs/article-fmnist --model seed --blur seed \
+	$(BIN)/deblur train --data fashion-mnist --output outputs/article-fmnist --model seed --degradation seed \
 		--loss mse --lr 1e-3 --batch-size 2000 --epochs 100 --patch-size 28 --workers 2 --checkpoint-every 10
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
-	$(BIN)/deblur eval --model outputs/article-fmnist --data data/sprite/eval --blur seed --output outputs/article-fmnist-eval
+	$(BIN)/deblur eval --model outputs/article-fmnist --data data/sprite/eval --degradation seed --output outputs/article-fmnist-eval
 
 sprite-unet: $(VENV)/.installed  ## the default architecture on sprite tiles 0-539 (6.5 GPU-min + 25 CPU-min; checkpoints/README.md)
-	$(BIN)/python scripts/train_single.py --sprite $(SPRITE) --channels 1 --blur seed --patch 28 --batch 128 \
+	$(BIN)/python scripts/train_single.py --sprite $(SPRITE) --channels 1 --degradation seed --patch 28 --batch 128 \
 		--loss psnr --flips --clip 1 --lr 1e-3 --minutes 6.5 --val-every 30 --loader-workers 3 --output outputs/sprite-unet
-	$(BIN)/python scripts/train_single.py --init outputs/sprite-unet --sprite $(SPRITE) --channels 1 --blur seed \
+	$(BIN)/python scripts/train_single.py --init outputs/sprite-unet --sprite $(SPRITE) --channels 1 --degradation seed \
 		--patch 28 --batch 64 --loss psnr --flips --mixup 0.5 --clip 1 --lr 2e-4 --minutes 25 --val-every 60 \
 		--loader-workers 1 --output outputs/sprite-unet-ft
 
@@ -51,24 +51,28 @@ default-model: $(VENV)/.installed  ## the shipped weights' recipe (GPU: 18 min; 
 		rm -f data/kodak-train/kodim03.png data/kodak-train/kodim19.png data/kodak-train/kodim23.png
 	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --flips --clip 1 --lr 1e-3 --batch 32 --patch 128 \
 		--minutes 6.5 --val-every 40 --loader-workers 11 --output outputs/default-model/base
-	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --init outputs/default-model/base --blur "$(MOTION_HEAVY)" \
+	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --init outputs/default-model/base --degradation "$(MOTION_HEAVY)" \
 		--loss psnr --flips --clip 1 --lr 1e-3 --batch 128 --channels-last --patch 128 --minutes 8 \
 		--val-every 40 --loader-workers 14 --output outputs/default-model/ft1
-	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --init outputs/default-model/ft1 --blur "$(MOTION_HEAVY)" \
+	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --init outputs/default-model/ft1 --degradation "$(MOTION_HEAVY)" \
 		--loss psnr --flips --clip 1 --lr 3e-4 --batch 128 --channels-last --patch 128 --minutes 3.3 \
 		--val-every 30 --loader-workers 14 --output outputs/default-model/ft2
-	$(BIN)/python -c "from deblur import checkpoint; checkpoint.export('outputs/default-model/ft2', 'deblur/assets/default')"
+	$(BIN)/python -c "from deblur.core import checkpoint; checkpoint.export('outputs/default-model/ft2', 'deblur/assets/default')"
+
+bench: $(VENV)/.installed  ## pipeline throughput and training-step speed on this machine (figures printed)
+	$(BIN)/python bench/throughput.py --images 16
+	$(BIN)/python bench/train_step.py --batch 8 --seconds 2
 
 eval-sprite: $(VENV)/.installed  ## both sprite models on evaluation tiles 600-899, the article's 3x3 blur
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
-	$(BIN)/deblur eval --model checkpoints/article-seed --data data/sprite/eval --blur seed --output outputs/eval/sprite-seed
-	$(BIN)/deblur eval --model checkpoints/sprite-unet --data data/sprite/eval --blur seed --output outputs/eval/sprite-unet
-	$(BIN)/deblur eval --model checkpoints/sprite-unet --data data/sprite/eval --blur seed --self-ensemble \
+	$(BIN)/deblur eval --model checkpoints/article-seed --data data/sprite/eval --degradation seed --output outputs/eval/sprite-seed
+	$(BIN)/deblur eval --model checkpoints/sprite-unet --data data/sprite/eval --degradation seed --output outputs/eval/sprite-unet
+	$(BIN)/deblur eval --model checkpoints/sprite-unet --data data/sprite/eval --degradation seed --self-ensemble \
 		--output outputs/eval/sprite-unet-x8
 
 eval-photos: $(VENV)/.installed  ## the shipped model on scikit-image's sample photos (evaluation only), each blur
 	$(BIN)/python scripts/sample_photos.py data/eval-photos
-	for b in $(PHOTO_BLURS); do $(BIN)/deblur eval --data data/eval-photos --blur "$$b$(NOISE)" \
+	for b in $(PHOTO_DEGRADATIONS); do $(BIN)/deblur eval --data data/eval-photos --degradation "$$b$(NOISE)" \
 		--output outputs/eval/photos-$${b%%:*} || exit 1; done
 
 figures: eval-sprite eval-photos  ## copy the evaluation reports into docs/ for the README

@@ -3,13 +3,13 @@
     python bench/throughput.py [--images 64] [--width 1024] [--height 768] [--workers 2] [--format jpg]
 
 All three run in this one process, on the same images and checkpoint, and print Mpx/s and ratios.
+Run it with the package installed (``make install``: the venv's python).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from deblur import checkpoint, infer, models, stages  # noqa: E402
-from deblur.config import DeblurConfig  # noqa: E402
-from deblur.io import decode, encode  # noqa: E402
+import deblur
+from deblur.core import checkpoint, models
+from deblur.core.config import PipelineConfig
+from deblur.core.image import decode, encode
+from deblur.pipeline.run import run
 
 
 def make_images(folder: str, n: int, w: int, h: int) -> list[str]:
@@ -37,14 +37,14 @@ def make_images(folder: str, n: int, w: int, h: int) -> list[str]:
     return paths
 
 
-def loop(paths: list[str], out: str, fmt: str, model=None, channels: int = 1) -> float:
+def loop(paths: list[str], out: str, fmt: str, restorer: deblur.Restorer | None = None) -> float:
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     for p in paths:
         with open(p, "rb") as f:
             img = decode(f.read())
-        if model is not None:
-            img = stages.restore_image(model, img, channels, torch.device("cpu"))
+        if restorer is not None:
+            img = restorer(img)
         with open(os.path.join(out, os.path.basename(p) + "." + fmt), "wb") as f:
             f.write(encode(img, fmt))
     return time.perf_counter() - t0
@@ -71,15 +71,15 @@ def main() -> None:
         except (FileNotFoundError, ValueError):
             ck = os.path.join(tmp, "seed")
             checkpoint.save(ck, models.build("seed"), "seed", {"epoch": 0, "metrics": {}})
-    model, config = checkpoint.load(ck)
-    channels = int(config["settings"].get("channels", 1))
+    restorer = deblur.load(ck, "cpu")
+    config = checkpoint.read_config(ck)
     mpx = args.images * args.width * args.height / 1e6
     torch.set_num_threads(os.cpu_count() or 1)
 
     io_s = loop(paths, os.path.join(tmp, "io"), args.format)
-    bare_s = loop(paths, os.path.join(tmp, "bare"), args.format, model, channels)
+    bare_s = loop(paths, os.path.join(tmp, "bare"), args.format, restorer)
     ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
-    s = infer.run(DeblurConfig(input=os.path.join(tmp, "in"), output=os.path.join(tmp, "pipe"), model=ck,
+    s = run(PipelineConfig(input=os.path.join(tmp, "in"), output=os.path.join(tmp, "pipe"), model=ck,
                                format=args.format, workers=args.workers, batch_size=2))
     pipe_s = s.seconds
     assert s.done == args.images, s.line()

@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from deblur import device_degrade, models  # noqa: E402
-from deblur.degrade import BLIND, parse_blur  # noqa: E402
-from deblur.steps import degrade_batch, train_step  # noqa: E402
+from deblur.core import device_degrade, models
+from deblur.core.degrade import DEFAULT_DEGRADATION, parse_degradation
+from deblur.core.training import degrade_batch, optimizer, train_step
 
 
 def measure(model_name: str, channels: int, batch: int, patch: int, channels_last: bool, seconds: float,
@@ -36,7 +32,7 @@ def measure(model_name: str, channels: int, batch: int, patch: int, channels_las
     bf16 = device.type == "cuda"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = models.build(model_name, channels=channels).to(device, memory_format=fmt).train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = optimizer(net, 1e-4)
     x = torch.rand(batch, channels, patch, patch, device=device).contiguous(memory_format=fmt)
     y = x.clone()
     for phase_seconds in (seconds / 4, seconds):  # warm-up (cuDNN autotuning), then the timed run
@@ -48,11 +44,11 @@ def measure(model_name: str, channels: int, batch: int, patch: int, channels_las
 
 def measure_loader(spec: str, batch: int, patch: int, on_device: bool, seconds: float) -> float:
     """Megapixels per second one loader worker (one thread) prepares: full CPU degradation, or the
-    loader's share of ``deblur.device_degrade``; on 768x512 uint8 images of smooth noise."""
+    loader's share of ``deblur.core.device_degrade``; on 768x512 uint8 images of smooth noise."""
     cv2.setNumThreads(1)
     rng = np.random.default_rng(0)
     images = [cv2.resize((rng.random((64, 96, 3)) * 255).astype(np.uint8), (768, 512)) for _ in range(8)]
-    deg, steps, start = parse_blur(spec), 0, time.perf_counter()
+    deg, steps, start = parse_degradation(spec), 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         crops = [images[int(rng.integers(len(images)))] for _ in range(batch)]
         if on_device:
@@ -72,7 +68,8 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, action="append", default=[])
     p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--blur", default=BLIND, help="degradation spec for the loader figures")
+    p.add_argument("--degradation", "--blur", dest="degradation", default=DEFAULT_DEGRADATION,
+                   help="degradation spec for the loader figures")
     p.add_argument("--json")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -88,7 +85,7 @@ def main() -> None:
     print(f"fastest: batch {best['batch']}, channels_last={best['channels_last']}")
     loader = {}
     for where in ("loader", "device"):
-        loader[where] = round(measure_loader(args.blur, 32, args.patch, where == "device", args.seconds), 2)
+        loader[where] = round(measure_loader(args.degradation, 32, args.patch, where == "device", args.seconds), 2)
         print(f"one loader worker, blur and noise on the {where}: {loader[where]:8.2f} Mpx/s", flush=True)
     print(f"loader speed-up from --degrade-on device: {loader['device'] / loader['loader']:.2f}x")
     if args.json:

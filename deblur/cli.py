@@ -1,4 +1,4 @@
-"""Command line: ``deblur train | run | blur | eval | sprite | demo``. Parses, builds one config, calls one function,
+"""Command line: ``deblur train | run | degrade | eval | sprite | demo``. Parses, builds one config, calls one function,
 prints one result line. Bad arguments, missing inputs and unreadable checkpoints end with one clear
 error line and exit status 2, not a traceback."""
 
@@ -9,14 +9,17 @@ import json
 import logging
 import sys
 
-from deblur import degrade, models
-from deblur.config import DeblurConfig, EvalConfig, TrainConfig
-from deblur.io import OUTPUT_FORMATS
-from deblur.steps import LOSSES, SCHEDULES
+from deblur.core import models, training
+from deblur.core.config import (IMAGE_FORMATS, PIPELINE_FORMATS, STAGES, DegradeConfig, EvalConfig, PipelineConfig,
+                                RestoreConfig, TrainConfig)
+from deblur.core.degrade import DEFAULT_DEGRADATION
+from deblur.core.kernels import BLURS
+from deblur.core.restore import PRECISIONS
 
 EPILOG = "URIs may be local paths or any fsspec URL (s3://, gs://, file://, memory://)."
-BLUR_HELP = (f"degradation spec BLUR[:key=value,...][+noise:sigma=S][+jpeg:quality=Q][+quantize:bits=B], BLUR in "
-             f"{degrade.names()}; a..b is a range drawn per image, e.g. motion:length=9+noise:sigma=0.005")
+DEGRADATION_HELP = (f"degradation spec BLUR[:key=value,...][+noise:sigma=S][+jpeg:quality=Q][+quantize:bits=B], "
+                    f"BLUR in {BLURS.names()}; a..b is a range drawn per image, e.g. motion:length=9+noise:sigma=0.005")
+T, P, E, R = TrainConfig, PipelineConfig, EvalConfig, RestoreConfig  # where every default below comes from
 
 
 def _json_dict(text: str) -> dict[str, float]:
@@ -39,74 +42,97 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _degradation(p: argparse.ArgumentParser, default: str | None, extra: str) -> None:
+    """``--degradation`` (``--blur``: its older name, still accepted)."""
+    p.add_argument("--degradation", "--blur", dest="degradation", required=default is None, default=default,
+                   help=DEGRADATION_HELP + extra)
+
+
+def _restore_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, default=R.tile, help="largest tile side; bigger images go in tiles "
+                   "(default: %(default)s)")
+    p.add_argument("--tile-pad", type=int, default=R.tile_pad, help="context kept around each tile "
+                   "(default: %(default)s)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the model over the 8 flips/rotations of each image (8x the compute)")
+    p.add_argument("--precision", default=R.precision, choices=PRECISIONS.names(),
+                   help="numeric precision of the model (autocast; default: %(default)s)")
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a de-blurring model with Ray Train", epilog=EPILOG)
     p.add_argument("--data", required=True, help="folder/bucket of sharp images, or fashion-mnist[:URI]")
     p.add_argument("--output", required=True, help="training output: checkpoints land in OUTPUT/epoch_NNNN; "
                    "rerunning with the same output resumes")
-    p.add_argument("--model", default="seed", choices=models.names(), help="architecture (default: seed)")
-    p.add_argument("--channels", type=int, default=1, choices=(1, 3), help="model channels (default: 1)")
+    p.add_argument("--model", default=T.model, choices=models.names(), help="architecture (default: %(default)s)")
+    p.add_argument("--channels", type=int, default=T.channels, choices=(1, 3), help="model channels (default: %(default)s)")
     p.add_argument("--model-option", dest="model_options", type=_option, action="append",
                    help="extra model setting KEY=VALUE (JSON value), e.g. width=16; repeatable")
-    p.add_argument("--blur", default="seed", help=BLUR_HELP + " (default: seed, the article's 3x3 Gaussian; "
-                   f"the default model's family is {degrade.BLIND})")
-    p.add_argument("--epochs", type=int, default=10, help="total epochs (default: 10)")
-    p.add_argument("--batch-size", type=int, default=64, help="global batch size (default: 64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--loss", default="mse", choices=LOSSES, help="loss (default: mse)")
-    p.add_argument("--schedule", default="constant", choices=SCHEDULES,
-                   help="learning rate: constant, or warm-up then cosine decay over the epochs (default: constant)")
+    _degradation(p, T.degradation, " (default: seed, the article's 3x3 Gaussian; the default model's is "
+                 f"{DEFAULT_DEGRADATION})")
+    p.add_argument("--epochs", type=int, default=T.epochs, help="total epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=T.batch_size, help="global batch size (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=T.lr, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--loss", default=T.loss, choices=training.LOSSES.names(), help="loss (default: %(default)s)")
+    p.add_argument("--schedule", default=T.schedule, choices=training.SCHEDULES.names(),
+                   help="learning rate: constant, or warm-up then cosine decay over the epochs (default: %(default)s)")
     p.add_argument("--flips", action="store_true", help="random flips/rotations of each training crop")
-    p.add_argument("--patch-size", type=int, default=64, help="random crop size (default: 64)")
-    p.add_argument("--patches-per-image", type=int, default=1, help="random crops per image per epoch (default: 1)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share of a folder (default: 0.1)")
+    p.add_argument("--patch-size", type=int, default=T.patch_size, help="random crop size (default: %(default)s)")
+    p.add_argument("--patches-per-image", type=int, default=T.patches_per_image,
+                   help="random crops per image per epoch (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=T.val_fraction,
+                   help="validation share of a folder (default: %(default)s)")
     p.add_argument("--val-data", help="separate folder/bucket of validation images")
-    p.add_argument("--workers", type=int, default=1, help="data-parallel training workers (default: 1)")
+    p.add_argument("--workers", type=int, default=T.workers, help="data-parallel training workers (default: %(default)s)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker, nccl, bf16 autocast")
     p.add_argument("--worker-resources", type=_json_dict, help='extra Ray resources per training worker, as JSON, '
                    'e.g. \'{"accelerator_type:A10G": 0.001}\'')
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="stream images from Ray Data every epoch instead of caching them in worker memory")
-    p.add_argument("--seed", type=int, default=0, help="random seed for crops and blurs (default: 0)")
-    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default: 1)")
-    p.add_argument("--keep-checkpoints", type=int, default=3, help="best checkpoints kept (default: 3)")
+    p.add_argument("--seed", type=int, default=T.seed, help="random seed for crops and degradations (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=T.checkpoint_every,
+                   help="epochs between checkpoints (default: %(default)s)")
+    p.add_argument("--keep-checkpoints", type=int, default=T.keep_checkpoints,
+                   help="best checkpoints kept (default: %(default)s)")
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="de-blur every image under a folder/bucket with Ray Data", epilog=EPILOG)
+    p = sub.add_parser("run", help="de-blur every image under a folder/bucket: the pipeline, with Ray Data",
+                       epilog=EPILOG)
     p.add_argument("--input", required=True, help="folder/bucket (or one file) of blurred images")
     p.add_argument("--output", required=True, help="output root; input paths are mirrored below it")
     p.add_argument("--input-column", help="read --input as a Parquet dataset whose column of this name holds "
                    "encoded images (a 'path' column, if any, names them)")
     p.add_argument("--model", help="checkpoint directory, or a training output (its best checkpoint); "
                    "default: the bundled model")
-    p.add_argument("--format", default="png", choices=(*OUTPUT_FORMATS, "parquet"),
-                   help="one image file per input, or Parquet rows with the encoded PNG (default: png)")
-    p.add_argument("--workers", type=int, default=1, help="model actors (default: 1)")
+    p.add_argument("--format", default=P.format, choices=PIPELINE_FORMATS,
+                   help="one image file per input, or Parquet rows with the encoded PNG (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=P.workers, help="model actors (default: %(default)s)")
     p.add_argument("--gpu", action="store_true", help="one GPU per model actor")
-    p.add_argument("--stages", default="auto", choices=("auto", "fused", "split"),
+    p.add_argument("--stages", default=P.stages, choices=STAGES,
                    help="split: decode and encode in CPU tasks, the model alone in its actors (default with "
                    "--gpu); fused: all in one actor (default on CPU)")
     p.add_argument("--actor-resources", type=_json_dict, help="extra Ray resources per model actor, as JSON")
-    p.add_argument("--batch-size", type=int, default=4, help="images per actor call (default: 4)")
-    p.add_argument("--tile", type=int, default=512, help="largest tile side; bigger images go in tiles (default: 512)")
-    p.add_argument("--tile-pad", type=int, default=32, help="context kept around each tile (default: 32)")
-    p.add_argument("--self-ensemble", action="store_true",
-                   help="average the model over the 8 flips/rotations of each image (8x the compute)")
+    p.add_argument("--batch-size", type=int, default=P.batch_size, help="images per actor call (default: %(default)s)")
+    _restore_options(p)
     p.add_argument("--overwrite", action="store_true", help="redo inputs the manifest already records as done")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 when any input failed")
-    p.add_argument("--max-megapixels", type=float, default=200.0,
-                   help="inputs larger than this are refused with an error record (default: 200)")
+    p.add_argument("--max-megapixels", type=float, default=P.max_megapixels,
+                   help="inputs larger than this are refused with an error record (0: no limit; default: %(default)s)")
 
 
-def _blur_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("blur", help="write degraded copies of every image under a folder/bucket", epilog=EPILOG)
+def _degrade_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("degrade", aliases=["blur"], help="write degraded copies of every image under a "
+                       "folder/bucket ('blur' is its older name)", epilog=EPILOG)
     p.add_argument("--input", required=True, help="folder/bucket (or one file) of sharp images")
     p.add_argument("--output", required=True, help="output root; input paths are mirrored below it")
-    p.add_argument("--blur", required=True, help=BLUR_HELP + "; 'none' with --downscale makes sharp copies")
-    p.add_argument("--downscale", type=float, default=1.0, help="shrink inputs by this factor first (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; each image's draws also depend on its path")
-    p.add_argument("--format", default="png", choices=OUTPUT_FORMATS, help="output format (default: png)")
+    _degradation(p, None, "; 'none' with --downscale makes sharp copies")
+    p.add_argument("--downscale", type=float, default=DegradeConfig.downscale,
+                   help="shrink inputs by this factor first (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DegradeConfig.seed,
+                   help="random seed; each image's draws also depend on its path (default: %(default)s)")
+    p.add_argument("--format", default=DegradeConfig.format, choices=IMAGE_FORMATS,
+                   help="output format (default: %(default)s)")
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -115,15 +141,16 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder/bucket of sharp images")
     p.add_argument("--output", required=True, help="folder for metrics.parquet, summary.json, report.png/.html")
     p.add_argument("--model", help="checkpoint directory or training output (default: the bundled model)")
-    p.add_argument("--blur", default="seed", help=BLUR_HELP + " (default: seed)")
-    p.add_argument("--paired", help="folder of already degraded images named as in --data (instead of --blur)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the degradations (default: 0)")
-    p.add_argument("--downscale", type=float, default=1.0, help="shrink sharp images by this factor first")
-    p.add_argument("--crop-border", type=int, default=0, help="pixels dropped at each edge before scoring")
+    _degradation(p, E.degradation, " (default: %(default)s)")
+    p.add_argument("--paired", help="folder of already degraded images named as in --data (instead of --degradation)")
+    p.add_argument("--seed", type=int, default=E.seed, help="random seed of the degradations (default: %(default)s)")
+    p.add_argument("--downscale", type=float, default=E.downscale, help="shrink sharp images by this factor first")
+    p.add_argument("--crop-border", type=int, default=E.crop_border, help="pixels dropped at each edge before scoring")
     p.add_argument("--y-channel", action="store_true", help="score the luma (Y of YCbCr) of colour images")
-    p.add_argument("--self-ensemble", action="store_true", help="average the model over 8 flips/rotations")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (default: all)")
-    p.add_argument("--report-images", type=int, default=6, help="images shown in report.png (default: 6)")
+    _restore_options(p)
+    p.add_argument("--limit", type=int, default=E.limit, help="evaluate the first N images only (default: all)")
+    p.add_argument("--report-images", type=int, default=E.report_images,
+                   help="images shown in report.png (default: %(default)s)")
 
 
 def _sprite_parser(sub: argparse._SubParsersAction) -> None:
@@ -135,14 +162,14 @@ def _sprite_parser(sub: argparse._SubParsersAction) -> None:
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="blur the bundled sample photos, de-blur them, write a before/after picture")
-    p.add_argument("--output", default="demo-output", help="folder to write (default: demo-output)")
+    p.add_argument("--output", default="demo-output", help="folder to write (default: %(default)s)")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deblur", description="De-blur images at scale with Ray.")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_train_parser, _run_parser, _blur_parser, _eval_parser, _sprite_parser, _demo_parser):
+    for add in (_train_parser, _run_parser, _degrade_parser, _eval_parser, _sprite_parser, _demo_parser):
         add(sub)
     return p
 
@@ -162,17 +189,17 @@ def dispatch(args: argparse.Namespace) -> str:
     if args.command == "demo":
         from deblur.demo import demo
         return demo(args.output)
-    if args.command == "blur":
-        from deblur.synth import write_degraded
-        return write_degraded(args.input, args.output, args.blur, args.seed, args.downscale, args.format)
+    if args.command in ("degrade", "blur"):
+        from deblur.core.synth import write_degraded
+        return write_degraded(_config(DegradeConfig, args))
     if args.command == "eval":
-        from deblur.evaluate import evaluate
+        from deblur.core.evaluate import evaluate
         return evaluate(_config(EvalConfig, args))
     if args.command == "train":
-        from deblur.train import fit
+        from deblur.train.trainer import fit
         return f"best checkpoint: {fit(_config(TrainConfig, args))}"
-    from deblur.infer import run
-    summary = run(_config(DeblurConfig, args))
+    from deblur.pipeline.run import run
+    summary = run(_config(PipelineConfig, args))
     if args.fail_on_error and summary.failed:
         raise RunFailed(summary.line())
     return summary.line()

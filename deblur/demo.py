@@ -12,23 +12,23 @@ import os
 import cv2
 import numpy as np
 
-from deblur import metrics
-from deblur.config import DeblurConfig
-from deblur.datasets import sprite_tiles
-from deblur.degrade import parse_blur
-from deblur.io import decode, encode, list_images, to_float, from_float
-from deblur.report import comparison_grid
+from deblur.core import metrics
+from deblur.core.config import PipelineConfig
+from deblur.core.degrade import parse_degradation
+from deblur.core.fashion_mnist import sprite_tiles
+from deblur.core.image import decode, encode, from_float, to_float
+from deblur.core.report import comparison_grid
+from deblur.core.storage import list_images, read_bytes
 
 SAMPLES = os.path.join(os.path.dirname(__file__), "assets", "samples")
-DEMO_BLUR = "blind:sigma=1.2..2.5,length=7..11,radius=1.5..3+noise:sigma=0.005"
+DEMO_DEGRADATION = "blind:sigma=1.2..2.5,length=7..11,radius=1.5..3+noise:sigma=0.005"
 
 
 def write_sprite_folders(sprite: str, output: str, train_tiles: int = 600) -> str:
     """Cut the Fashion-MNIST sprite into ``train/`` (tiles 0..599), ``eval/`` (600..899) and
     ``eval-blurred/`` (eval tiles through the article's blur) as 8-bit grey PNGs."""
-    with open(sprite, "rb") as f:
-        tiles = sprite_tiles(decode(f.read()))
-    blur, rng = parse_blur("seed"), np.random.default_rng(0)
+    tiles = sprite_tiles(decode(read_bytes(sprite)))
+    blur, rng = parse_degradation("seed"), np.random.default_rng(0)
     for i, tile in enumerate(tiles):
         split = "train" if i < train_tiles else "eval"
         _write(os.path.join(output, split, f"tile_{i:03d}.png"), tile)
@@ -45,20 +45,19 @@ def _write(path: str, img: np.ndarray) -> None:
 
 def demo(output: str) -> str:
     """Run the demo into ``output``; returns a line naming what was written."""
-    from deblur.infer import run
+    from deblur.pipeline.run import run
 
     photos = list_images(os.path.join(SAMPLES, "photos"))
     blurred_dir = os.path.join(output, "blurred")
     rng = np.random.default_rng(0)
-    blur = parse_blur(DEMO_BLUR)
+    degradation = parse_degradation(DEMO_DEGRADATION)
     sharp = {}
     for url in photos:
         name = os.path.basename(url)
-        with open(url, "rb") as f:
-            sharp[name] = decode(f.read())
-        _write(os.path.join(blurred_dir, name), from_float(blur(to_float(sharp[name]), rng)))
+        sharp[name] = decode(read_bytes(url))
+        _write(os.path.join(blurred_dir, name), from_float(degradation(to_float(sharp[name]), rng)))
     out_dir = os.path.join(output, "deblurred")
-    print(run(DeblurConfig(input=blurred_dir, output=out_dir)).line())
+    print(run(PipelineConfig(input=blurred_dir, output=out_dir)).line())
     return _before_after(sharp, blurred_dir, out_dir, os.path.join(output, "before_after.png"))
 
 

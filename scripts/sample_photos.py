@@ -12,7 +12,7 @@ import sys
 
 import skimage.data
 
-from deblur.io import encode
+from deblur.core.image import encode
 
 NAMES = ("astronaut", "camera", "chelsea", "coffee", "rocket", "coins", "immunohistochemistry", "hubble_deep_field")
 

@@ -1,7 +1,7 @@
 """Train one model on one device without Ray: the recipe that made the shipped weights on a lent GPU.
 
-Same model registry, degradations, losses, schedule, validation and checkpoint format as ``deblur train``
-(it calls the same functions in ``deblur.steps``); what differs is the loop: a time budget instead of
+Same model registry, degradations, losses, schedules, optimiser, validation and checkpoint format as
+``deblur train`` (it calls the same functions in ``deblur.core.training``); what differs is the loop: a time budget instead of
 epochs (the schedule runs on elapsed time), batches from a torch DataLoader with many CPU workers, and the
 best checkpoint by validation PSNR written to ``--output`` at every validation.
 
@@ -19,27 +19,27 @@ import cv2
 import numpy as np
 import torch
 
-from deblur import checkpoint, device_degrade, models
-from deblur.datasets import sprite_tiles
-from deblur.degrade import parse_blur
-from deblur.imageops import to_channels
-from deblur.io import decode, list_images, to_float
-from deblur.steps import (degrade_batch, learning_rate, set_learning_rate, train_step, validate)
-from deblur.synth import downscale
+from deblur.core import checkpoint, device_degrade, models
+from deblur.core.degrade import DEFAULT_DEGRADATION, parse_degradation
+from deblur.core.fashion_mnist import sprite_tiles
+from deblur.core.image import decode, to_channels, to_float
+from deblur.core.storage import list_images, read_bytes
+from deblur.core.synth import downscale
+from deblur.core.training import (LOSSES, SCHEDULES, degrade_batch, learning_rate, optimizer, set_learning_rate,
+                                  train_step, validate)
 
 
 def load_folder(uri: str, channels: int, factor: float) -> list[np.ndarray]:
     """Every image under ``uri`` as HWC with ``channels`` (uint8/uint16 as stored), downscaled by ``factor``."""
     out = []
     for url in list_images(uri):
-        with open(url, "rb") as f:
-            out.append(to_channels(downscale(decode(f.read()), factor), channels))
+        out.append(to_channels(downscale(decode(read_bytes(url)), factor), channels))
     return out
 
 
 class PatchStream(torch.utils.data.IterableDataset):
     """Endless (degraded, sharp) NCHW float32 batches of random crops, or with ``on_device`` the
-    :func:`deblur.device_degrade.draw_batch` batches that the training device finishes; each worker draws its own."""
+    :func:`deblur.core.device_degrade.draw_batch` batches that the training device finishes; each worker draws its own."""
 
     def __init__(self, images: list[np.ndarray], spec: str, patch: int, batch: int, seed: int, flips: bool,
                  mixup: float = 0.0, on_device: bool = False):
@@ -61,11 +61,11 @@ class PatchStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
-        deg = parse_blur(self.spec)
+        deg = parse_degradation(self.spec)
         cv2.setNumThreads(1)  # one thread per loader worker; the workers are the parallelism
         while True:
             images = [self._pick(rng) for _ in range(self.batch)]
-            if self.on_device:  # blur and noise left to the training device (deblur.device_degrade)
+            if self.on_device:  # blur and noise left to the training device (deblur.core.device_degrade)
                 yield device_degrade.draw_batch(images, deg, self.patch, rng, self.flips)
                 continue
             b, s = degrade_batch(images, deg, self.patch, rng, self.flips)
@@ -74,7 +74,7 @@ class PatchStream(torch.utils.data.IterableDataset):
 
 def validation_set(images: list[np.ndarray], spec: str, patch: int, repeats: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Fixed (degraded, sharp) central crops: each image ``repeats`` times with seeded draws."""
-    deg, pairs = parse_blur(spec), []
+    deg, pairs = parse_degradation(spec), []
     for i, img in enumerate(images):
         for r in range(repeats):
             b, s = degrade_batch([img], deg, min(patch, *img.shape[:2]), np.random.default_rng([1234, i, r]))
@@ -90,15 +90,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sprite", help="Fashion-MNIST sprite: train on tiles 0-539, validate on 540-599")
     p.add_argument("--output", required=True)
     p.add_argument("--init", help="checkpoint to start from (fine-tuning); its model and settings are used")
-    p.add_argument("--model", default=models.DEFAULT)
+    p.add_argument("--model", default=models.DEFAULT, choices=models.names())
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--model-options", default="{}", help="JSON object of extra model settings")
-    p.add_argument("--blur", default="blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3")
+    p.add_argument("--degradation", "--blur", dest="degradation", default=DEFAULT_DEGRADATION)
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--loss", default="charbonnier")
-    p.add_argument("--schedule", default="cosine")
+    p.add_argument("--loss", default="charbonnier", choices=LOSSES.names())
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES.names())
     p.add_argument("--flips", action="store_true")
     p.add_argument("--mixup", type=float, default=0.0, help="share of training images blended from two")
     p.add_argument("--clip", type=float, default=0.0, help="gradient norm clipping (0: off)")
@@ -115,8 +115,7 @@ def parse_args() -> argparse.Namespace:
 
 def load_data(args: argparse.Namespace) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if args.sprite:
-        with open(args.sprite, "rb") as f:
-            tiles = [to_channels(t, args.channels) for t in sprite_tiles(decode(f.read()))]
+        tiles = [to_channels(t, args.channels) for t in sprite_tiles(decode(read_bytes(args.sprite)))]
         return tiles[:540], tiles[540:600]
     factors = args.downscale + [1.0] * (len(args.data) - len(args.downscale))
     train = [img for uri, f in zip(args.data, factors) for img in load_folder(uri, args.channels, f)]
@@ -138,21 +137,21 @@ def main() -> None:
         net = models.build(args.model, channels=args.channels, **json.loads(args.model_options)).to(device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    stream = PatchStream(train, args.blur, args.patch, args.batch, args.seed, args.flips, args.mixup,
+    opt = optimizer(net, args.lr)
+    stream = PatchStream(train, args.degradation, args.patch, args.batch, args.seed, args.flips, args.mixup,
                          args.degrade_on == "device")
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.loader_workers,
                                          pin_memory=bf16, prefetch_factor=4 if args.loader_workers else None,
                                          persistent_workers=bool(args.loader_workers),
                                          multiprocessing_context="spawn" if args.loader_workers else None)
-    pairs = validation_set(val, args.blur, 256, args.val_repeats)
+    pairs = validation_set(val, args.degradation, 256, args.val_repeats)
     budget, start = args.minutes * 60, time.perf_counter()
     step, best, last_val, losses = 0, -1.0, start, []
     net.train()
     for batch in loader:
         elapsed = time.perf_counter() - start
         set_learning_rate(opt, learning_rate(args.lr, min(elapsed / budget, 1.0), args.schedule))
-        x, y = device_degrade.finish(batch, device) if isinstance(batch, dict) else batch
+        x, y = device_degrade.finish(batch, device) if isinstance(batch, device_degrade.LoaderBatch) else batch
         x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
         y = y.to(device, non_blocking=True).contiguous(memory_format=fmt)
         losses.append(train_step(net, opt, x, y, args.loss, device, bf16, args.clip))
@@ -167,7 +166,7 @@ def main() -> None:
             losses = []
             if result["val_psnr"] > best:
                 best = result["val_psnr"]
-                meta = {"blur": args.blur, "metrics": {**result, "steps": step, "seconds": round(elapsed)},
+                meta = {"degradation": args.degradation, "metrics": {**result, "steps": step, "seconds": round(elapsed)},
                         "epoch": step, "train": {**vars(args), "device": torch.cuda.get_device_name()
                                                   if bf16 else "cpu", "script": "scripts/train_single.py"}}
                 checkpoint.save(args.output, net, args.model, meta)

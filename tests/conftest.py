@@ -83,6 +83,19 @@ def write_image(path, img: np.ndarray) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def seed_checkpoint(tmp_path_factory) -> str:
+    """An untrained ``seed`` model (fixed init) saved as a checkpoint: fast, and a real network."""
+    import torch
+
+    from deblur.core import checkpoint, models
+
+    path = tmp_path_factory.mktemp("ck") / "seed"
+    torch.manual_seed(0)
+    checkpoint.save(str(path), models.build("seed"), "seed", {"epoch": 1, "metrics": {"val_psnr": 1.0}})
+    return str(path)
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """A small folder of sharp images: mixed sizes, grey and colour, nested."""

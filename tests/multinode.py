@@ -11,10 +11,10 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
-from deblur.config import DeblurConfig, TrainConfig
-from deblur.infer import run
-from deblur.io import encode
-from deblur.train import fit
+from deblur.core.config import PipelineConfig, TrainConfig
+from deblur.core.image import encode
+from deblur.pipeline.run import run
+from deblur.train.trainer import fit
 from tests.conftest import textured
 
 
@@ -32,13 +32,13 @@ def main(bucket: str) -> None:
     ray.init(address=cluster.address)
     cluster.wait_for_nodes()
     best = fit(TrainConfig(data=f"{bucket}/mn/sharp", val_data=f"{bucket}/mn/sharp", output=f"{bucket}/mn/run",
-                           blur="gaussian:sigma=1.0", epochs=2, batch_size=8, patch_size=32, workers=2,
+                           degradation="gaussian:sigma=1.0", epochs=2, batch_size=8, patch_size=32, workers=2,
                            worker_resources={"accel": 1}))
     assert best.startswith(f"{bucket}/mn/run/epoch_"), best
     worker_nodes = {w.node_id for w in workers}
     train_nodes = nodes_of("RayTrainWorker")
     assert train_nodes == worker_nodes, (train_nodes, worker_nodes)
-    s = run(DeblurConfig(input=f"{bucket}/mn/sharp", output=f"{bucket}/mn/out", model=f"{bucket}/mn/run",
+    s = run(PipelineConfig(input=f"{bucket}/mn/sharp", output=f"{bucket}/mn/out", model=f"{bucket}/mn/run",
                          workers=2, batch_size=1, actor_resources={"accel": 1}))
     assert (s.done, s.failed) == (8, 0), s.line()
     actor_nodes = nodes_of("MapWorker")

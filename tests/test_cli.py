@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from deblur import checkpoint, models
+from deblur.core import checkpoint, models
 from deblur.cli import parser
 
 
@@ -49,6 +49,7 @@ def test_missing_input_and_unreadable_checkpoint_are_one_line_errors(tmp_path):
     assert result.returncode == 2 and "no checkpoint" in result.stderr
 
 
-def test_bad_blur_spec_is_one_line_error(tmp_path):
-    result = deblur("train", "--data", str(tmp_path), "--output", str(tmp_path / "o"), "--blur", "gaussian:sigma=-")
+@pytest.mark.parametrize("flag", ["--degradation", "--blur"])  # --blur: the older name, still accepted
+def test_bad_degradation_spec_is_one_line_error(tmp_path, flag):
+    result = deblur("train", "--data", str(tmp_path), "--output", str(tmp_path / "o"), flag, "gaussian:sigma=-")
     assert result.returncode == 2 and "deblur: error: bad value in blur option" in result.stderr

@@ -12,8 +12,8 @@ import time
 import fsspec
 import pytest
 
-from deblur import sinks
-from deblur.io import encode
+from deblur.core.image import encode
+from deblur.pipeline import sinks
 from tests.conftest import _free_port, textured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +89,7 @@ def test_train_then_deblur_jobs_over_buckets(head, bucket):
 
     train = submit(head, "jobs/train.py", "--data", f"{bucket}/sharp", "--val-data", f"{bucket}/sharp",
                    "--output", f"{bucket}/runs/r1", "--epochs", "2", "--batch-size", "4", "--patch-size", "32",
-                   "--blur", "gaussian:sigma=1.0", "--workers", "1")
+                   "--degradation", "gaussian:sigma=1.0", "--workers", "1")
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-2000:]
     best = re.search(rf"best checkpoint: {re.escape(bucket)}/runs/r1/(epoch_000[12])\b", train.stdout)
     assert best, train.stdout[-3000:]  # the better of the two epochs by validation PSNR
@@ -98,7 +98,7 @@ def test_train_then_deblur_jobs_over_buckets(head, bucket):
     assert fs.exists(f"{root}/runs/r1/{best.group(1)}/model.safetensors")
 
     evaluation = submit(head, "jobs/evaluate.py", "--model", f"{bucket}/runs/r1", "--data", f"{bucket}/sharp",
-                        "--blur", "gaussian:sigma=1.0", "--output", f"{bucket}/eval")
+                        "--degradation", "gaussian:sigma=1.0", "--output", f"{bucket}/eval")
     assert evaluation.returncode == 0, evaluation.stdout[-3000:] + evaluation.stderr[-2000:]
     assert "6 images, gaussian:sigma=1.0: blurred" in evaluation.stdout
     fs.invalidate_cache()

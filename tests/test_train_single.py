@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from deblur import checkpoint
+from deblur.core import checkpoint
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "train_single.py")
 
@@ -18,7 +18,7 @@ def _train(*args: str) -> subprocess.CompletedProcess:
 def test_trains_validates_checkpoints_and_fine_tunes(photo_folder, tmp_path):
     common = ["--data", str(photo_folder), "--val", str(photo_folder), "--batch", "4", "--patch", "32",
               "--minutes", "0.1", "--val-every", "2", "--loader-workers", "1", "--flips", "--clip", "1",
-              "--model-options", '{"width": 8}', "--blur", "blind:motion_share=0.5+noise:sigma=0.01", "--channels-last"]
+              "--model-options", '{"width": 8}', "--degradation", "blind:motion_share=0.5+noise:sigma=0.01", "--channels-last"]
     first = _train(*common, "--output", str(tmp_path / "a"))
     assert first.returncode == 0, first.stderr[-2000:]
     assert "best val PSNR" in first.stdout

@@ -1,0 +1,121 @@
+"""Checkpoints: a directory with ``model.safetensors`` (weights) and ``config.json`` (everything else).
+
+``config.json`` holds ``{"model": name, "settings": {...}, "blur": spec, "metrics": {...}, "epoch": n}``
+so a checkpoint rebuilds its own network: nothing is unpickled when loading. Training state for resuming
+(``optimizer.pt``) is loaded with ``torch.load(weights_only=True)``, which refuses arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import posixpath
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+import torch.nn as nn
+
+from deblur.core import models
+from deblur.core.storage import filesystem, read_bytes, unstrip
+
+WEIGHTS, CONFIG, OPTIMIZER = "model.safetensors", "config.json", "optimizer.pt"
+BUNDLED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "default")
+
+
+def save(directory: str, model: nn.Module, name: str, meta: dict[str, Any],
+         optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Write ``model`` (registered as ``name``) and ``meta`` to the local ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, os.path.join(directory, WEIGHTS))
+    config = {"model": name, "settings": models.settings_of(model), **meta}
+    with open(os.path.join(directory, CONFIG), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), os.path.join(directory, OPTIMIZER))
+
+
+def read_config(uri: str) -> dict[str, Any]:
+    """The ``config.json`` of the checkpoint directory ``uri``."""
+    fs, path = filesystem(uri)
+    with fs.open(posixpath.join(path, CONFIG), "rb") as f:
+        return json.load(f)
+
+
+def load(uri: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in checkpoint directory ``uri`` (local or any fsspec URL), in eval mode.
+
+    Raises ValueError with a clear message when ``uri`` is not a readable checkpoint.
+    """
+    try:
+        config = read_config(uri)
+        weights = read_bytes(posixpath.join(uri, WEIGHTS))
+        model = models.build(config["model"], **config.get("settings", {}))
+        model.load_state_dict(safetensors.torch.load(weights))
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, safetensors.SafetensorError) as e:
+        raise ValueError(f"not a readable deblur checkpoint: {uri} ({type(e).__name__}: {e})") from None
+    return model.to(device).eval(), config
+
+
+def load_optimizer_state(directory: str) -> dict[str, Any] | None:
+    """The optimizer state saved in local ``directory``, or None; tensors only, no arbitrary objects."""
+    path = os.path.join(directory, OPTIMIZER)
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return torch.load(io.BytesIO(f.read()), weights_only=True, map_location="cpu")
+
+
+def resolve(uri: str | None) -> str:
+    """The checkpoint directory named by ``uri``: itself when it holds a checkpoint; for a training
+    output, its best checkpoint (highest validation PSNR, latest on ties); the bundled model for None.
+
+    Raises FileNotFoundError when nothing under ``uri`` is a checkpoint.
+    """
+    if uri is None:
+        return BUNDLED
+    fs, path = filesystem(uri)
+    if fs.exists(posixpath.join(path, CONFIG)):
+        return uri
+    configs = [p for p in fs.glob(posixpath.join(path, "**", CONFIG)) if not posixpath.basename(
+        posixpath.dirname(p)).startswith(".")] if fs.isdir(path) else []
+    if not configs:
+        raise FileNotFoundError(f"no checkpoint (directory with {CONFIG}) at {uri}")
+    scored = []
+    for p in configs:
+        with fs.open(p, "rb") as f:
+            cfg = json.load(f)
+        scored.append((cfg.get("metrics", {}).get("val_psnr", float("-inf")), cfg.get("epoch", -1), p))
+    best = max(scored)[2]
+    return unstrip(fs, posixpath.dirname(best))
+
+
+def export(uri: str, directory: str, half: bool = True, **meta: Any) -> None:
+    """Copy the checkpoint at ``uri`` to local ``directory`` for shipping: weights only (float16 when
+    ``half``: half the size, loaded back into float32 parameters), config plus ``meta``, no optimizer."""
+    weights = safetensors.torch.load(read_bytes(posixpath.join(uri, WEIGHTS)))
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    os.makedirs(directory, exist_ok=True)
+    safetensors.torch.save_file(weights, os.path.join(directory, WEIGHTS))
+    with open(os.path.join(directory, CONFIG), "w") as f:
+        json.dump({**read_config(uri), "weights_dtype": "float16" if half else "float32", **meta}, f, indent=2,
+                  sort_keys=True)
+
+
+def load_local(directory: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
+    """(weights, config, optimizer state or None) from the local checkpoint ``directory`` (for resuming)."""
+    weights = safetensors.torch.load_file(os.path.join(directory, WEIGHTS))
+    with open(os.path.join(directory, CONFIG)) as f:
+        config = json.load(f)
+    return weights, config, load_optimizer_state(directory)
+
+
+def model_id(uri: str) -> str:
+    """A short, stable id of the checkpoint at ``uri``: model name and the hash of its weights."""
+    digest = hashlib.sha256(read_bytes(posixpath.join(uri, WEIGHTS))).hexdigest()[:12]
+    return f"{read_config(uri)['model']}-{digest}"

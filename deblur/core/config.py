@@ -1,0 +1,182 @@
+"""Typed, frozen configuration: the single source of every command's defaults and choices.
+
+The CLI takes its defaults from these classes and its choices from the registries they check against;
+each class validates itself on construction (``__post_init__``), so the CLI, the Python API and a Ray
+worker rebuilding a config all fail the same way, at once, with a ``ValueError``. ``train.fit`` and
+``pipeline.run`` are the only places that take a config apart; leaf functions receive plain values.
+``to_dict``/``from_dict`` carry a config to Ray workers and into checkpoints as JSON.
+
+Registries are imported when a config is checked, not when this module is, so parsing stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_Config")
+
+IMAGE_FORMATS = ("png", "jpg", "webp")
+PIPELINE_FORMATS = (*IMAGE_FORMATS, "parquet")
+STAGES = ("auto", "fused", "split")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _one_of(value: str, choices: tuple[str, ...], what: str) -> None:
+    _require(value in choices, f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class _Config:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreConfig(_Config):
+    """How one image is restored (``deblur.load``, ``deblur run``, ``deblur eval``): tiles of at most
+    ``tile`` pixels with ``tile_pad`` pixels of context, the x8 ``self_ensemble``, autocast ``precision``.
+    The configs of the commands that restore images extend it."""
+
+    tile: int = 512
+    tile_pad: int = 32
+    self_ensemble: bool = False
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        from deblur.core.restore import PRECISIONS
+
+        _require(self.tile_pad >= 0, f"tile padding must be >= 0, got {self.tile_pad}")
+        _require(self.tile > 2 * self.tile_pad, f"tile ({self.tile}) must exceed twice the padding ({self.tile_pad})")
+        PRECISIONS[self.precision]
+
+    def restore(self) -> RestoreConfig:
+        """Just the restore settings (of a command's config)."""
+        return RestoreConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RestoreConfig)})
+
+
+def check_degradation(spec: str) -> None:
+    """Raise ValueError when ``spec`` is not a valid degradation spec."""
+    from deblur.core.degrade import parse_degradation
+
+    parse_degradation(spec)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """``deblur train``: data-parallel training with Ray Train. Defaults are the article's recipe."""
+
+    data: str
+    output: str
+    model: str = "seed"
+    channels: int = 1
+    model_options: dict[str, Any] | None = None
+    degradation: str = "seed"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    loss: str = "mse"
+    schedule: str = "constant"
+    flips: bool = False
+    patch_size: int = 64
+    patches_per_image: int = 1
+    val_fraction: float = 0.1
+    val_data: str | None = None
+    workers: int = 1
+    gpu: bool = False
+    cache: bool = True
+    seed: int = 0
+    keep_checkpoints: int = 3
+    checkpoint_every: int = 1
+    worker_resources: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        from deblur.core import models, training
+
+        models.check(self.model, {"channels": self.channels, **(self.model_options or {})})
+        check_degradation(self.degradation)
+        training.LOSSES[self.loss]
+        training.SCHEDULES[self.schedule]
+        for name in ("epochs", "batch_size", "patch_size", "patches_per_image", "workers", "keep_checkpoints",
+                     "checkpoint_every"):
+            _require(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        _require(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
+        _require(0 <= self.val_fraction < 1, f"val-fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig(RestoreConfig):
+    """``deblur run``: the pipeline that de-blurs every image under ``input`` into ``output`` (Ray Data)."""
+
+    input: str
+    output: str
+    model: str | None = None
+    format: str = "png"
+    workers: int = 1
+    gpu: bool = False
+    batch_size: int = 4
+    overwrite: bool = False
+    fail_on_error: bool = False
+    max_megapixels: float = 200.0
+    input_column: str | None = None
+    actor_resources: dict[str, float] | None = None
+    stages: str = "auto"
+
+    def __post_init__(self) -> None:
+        _one_of(self.format, PIPELINE_FORMATS, "format")
+        _one_of(self.stages, STAGES, "stages")
+        _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _require(self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}")
+        _require(self.max_megapixels >= 0, f"max-megapixels must be >= 0 (0: no limit), got {self.max_megapixels}")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class EvalConfig(RestoreConfig):
+    """``deblur eval``: score a model, the degraded input and Wiener deconvolution against sharp images."""
+
+    data: str
+    output: str
+    model: str | None = None
+    degradation: str = "seed"
+    paired: str | None = None
+    seed: int = 0
+    downscale: float = 1.0
+    crop_border: int = 0
+    y_channel: bool = False
+    limit: int = 0
+    report_images: int = 6
+
+    def __post_init__(self) -> None:
+        check_degradation(self.degradation)
+        _require(self.downscale > 0, f"downscale must be > 0, got {self.downscale}")
+        _require(self.crop_border >= 0, f"crop-border must be >= 0, got {self.crop_border}")
+        _require(self.limit >= 0, f"limit must be >= 0 (0: all), got {self.limit}")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class DegradeConfig(_Config):
+    """``deblur degrade``: write a degraded copy of every image under ``input`` below ``output``."""
+
+    input: str
+    output: str
+    degradation: str
+    downscale: float = 1.0
+    seed: int = 0
+    format: str = "png"
+
+    def __post_init__(self) -> None:
+        check_degradation(self.degradation)
+        _one_of(self.format, IMAGE_FORMATS, "format")
+        _require(self.downscale > 0, f"downscale must be > 0, got {self.downscale}")

@@ -1,0 +1,214 @@
+"""Degradations: a blur, then corruptions (noise, JPEG, quantisation), applied to sharp images reproducibly.
+
+Images are float32 in [0, 1], HW or HWC (numpy, OpenCV layout, RGB). A degradation is named by a spec
+``BLUR[:key=value,...][+CORRUPTION[:key=value,...]]...``; a value ``a..b`` is a range sampled uniformly
+per image, e.g. ``motion:length=9+noise:sigma=0.005``. Blurs live in :mod:`deblur.core.kernels`; ``blind``
+is the blur family the default model learns, and :data:`DEFAULT_DEGRADATION` its whole training
+degradation (blind blur, noise, JPEG). Kernels are built once per image and applied with OpenCV's
+``filter2D`` with reflective borders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from deblur.core.image import from_float, imencode, to_float
+from deblur.core.kernels import BLURS, Range, draw
+from deblur.core.registry import Registry
+
+BORDER = cv2.BORDER_REFLECT_101  # OpenCV's default, and what GaussianBlur uses in the article
+_SEED_KERNEL = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
+DEFAULT_DEGRADATION = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"
+
+
+def convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Filter ``img`` (float32 [0, 1], HW or HWC) with ``kernel`` (reflective border), same shape."""
+    if kernel.shape == (3, 3) and np.allclose(kernel, _SEED_KERNEL):
+        out = cv2.GaussianBlur(img, (3, 3), 0, borderType=BORDER)  # bit-exact article blur
+    else:
+        out = cv2.filter2D(img, -1, kernel.astype(np.float32), borderType=BORDER)
+    return np.clip(out, 0.0, 1.0).reshape(img.shape)
+
+
+class Corruption:
+    """What a degradation does to pixels after the blur (noise, JPEG, quantisation): ``draw`` draws its
+    setting for one image from ``rng`` (None: skipped for that image), ``apply`` applies a drawn setting;
+    calling it does both."""
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
+    def apply(self, img: np.ndarray, setting: Any, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``img`` (float32 [0, 1], any layout) after this corruption, same shape."""
+        setting = self.draw(rng)
+        return img if setting is None else self.apply(img, setting, rng)
+
+
+@dataclass(frozen=True)
+class Noise(Corruption):
+    """Additive white Gaussian noise of standard deviation ``sigma`` (on [0, 1]), applied with probability ``p``."""
+
+    sigma: Range = (0.0, 0.02)
+    p: float = 1.0
+    name = "noise"
+
+    def draw(self, rng: np.random.Generator) -> float | None:
+        """This image's sigma, or None when skipped (probability 1 - p)."""
+        return None if rng.random() >= self.p else draw(rng, self.sigma)
+
+    def apply(self, img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.standard_normal(img.shape, dtype=np.float32) * sigma
+        return np.clip(img + noise, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Jpeg(Corruption):
+    """A JPEG round trip at ``quality`` (OpenCV's codec, 8-bit), applied with probability ``p``."""
+
+    quality: Range = (60.0, 95.0)
+    p: float = 1.0
+    name = "jpeg"
+
+    def draw(self, rng: np.random.Generator) -> int | None:
+        """This image's quality, or None when skipped (probability 1 - p)."""
+        return None if rng.random() >= self.p else int(round(draw(rng, self.quality)))
+
+    def apply(self, img: np.ndarray, quality: int, rng: np.random.Generator) -> np.ndarray:
+        u8 = from_float(img)
+        colour = u8.ndim == 3 and u8.shape[2] == 3
+        buf = imencode("jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR) if colour else u8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+        out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB) if colour else out
+        return (out.astype(np.float32) / 255).reshape(img.shape)
+
+
+@dataclass(frozen=True)
+class Quantize(Corruption):
+    """Rounding to ``bits``-bit levels, as storing the image in an 8-bit (or 16-bit) file does."""
+
+    bits: int = 8
+    name = "quantize"
+
+    def draw(self, rng: np.random.Generator) -> int:
+        return self.bits  # always applies
+
+    def apply(self, img: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
+        top = float(2**bits - 1)
+        return (np.round(np.clip(img, 0, 1) * top) / top).astype(np.float32)
+
+
+CORRUPTIONS: Registry[type] = Registry("corruption", {"noise": Noise, "jpeg": Jpeg, "quantize": Quantize})
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A blur followed by zero or more corruptions (noise, JPEG, quantisation), in the order given."""
+
+    blur: Any
+    corruptions: tuple[Corruption, ...] = ()
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        """This image's blur kernel (draws from ``rng`` first, before any noise or JPEG)."""
+        return self.blur.kernel(rng)
+
+    def finish(self, blurred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Apply the corruptions to an already blurred image."""
+        for corruption in self.corruptions:
+            blurred = corruption(blurred, rng)
+        return blurred
+
+    def apply(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(the degraded image: same shape, float32 [0, 1]; the kernel that blurred it)."""
+        kernel = self.kernel(rng)
+        return self.finish(convolve(img, kernel), rng), kernel
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The degraded image: same shape, float32 [0, 1]."""
+        return self.apply(img, rng)[0]
+
+
+def _parse_value(field: dataclasses.Field, text: str) -> Any:
+    if "tuple" in str(field.type) or "Range" in str(field.type):
+        low, _, high = text.partition("..")
+        return (float(low), float(high or low))
+    if field.type in ("int", int):
+        return int(text)
+    return float(text)
+
+
+def _parse_part(part: str, registry: Registry[type]) -> Any:
+    name, _, args = part.strip().partition(":")
+    cls, kind = registry[name], registry.kind
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, args.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in fields:
+            raise ValueError(f"bad {kind} option {item!r} for {name!r}; options: {', '.join(fields) or 'none'}")
+        try:
+            kwargs[key.strip()] = _parse_value(fields[key.strip()], value.strip())
+        except ValueError:
+            raise ValueError(f"bad value in {kind} option {item!r}") from None
+    return cls(**kwargs)
+
+
+def parse_degradation(spec: str) -> Degradation:
+    """Build a degradation from its spec (see module docstring); raises ValueError when the spec is bad."""
+    first, *rest = spec.split("+")
+    deg = Degradation(_parse_part(first, BLURS), tuple(_parse_part(p, CORRUPTIONS) for p in rest))
+    deg.kernel(np.random.default_rng(0))  # fail now on a bad value, not in a Ray worker
+    return deg
+
+
+def _part_spec(obj: Any) -> str:
+    parts = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        parts.append(f"{f.name}={value[0]}..{value[1]}" if isinstance(value, tuple) else f"{f.name}={value}")
+    return obj.name + (":" + ",".join(parts) if parts else "")
+
+
+def degradation_spec(deg: Degradation) -> str:
+    """The canonical spec string of ``deg`` (inverse of :func:`parse_degradation`)."""
+    return "+".join(_part_spec(p) for p in (deg.blur, *deg.corruptions))
+
+
+def window(shape: tuple[int, ...], size: int, rng: np.random.Generator, center: bool = False) -> tuple[int, int]:
+    """Top-left (y, x) of a ``size`` x ``size`` window in an image of ``shape`` (random, or central)."""
+    h, w = shape[:2]
+    if center:
+        return (h - size) // 2, (w - size) // 2
+    return int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+
+
+def blur_window(img: np.ndarray, kernel: np.ndarray, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sharp, blurred) float32 [0, 1] windows at (y, x) of HWC ``img`` (uint8, uint16 or float [0, 1]).
+
+    The blur is computed on the window plus a margin of the kernel's radius (as far as the image reaches),
+    so the result equals blurring the whole image and cropping, at a fraction of the cost. Only that
+    region is converted to float.
+    """
+    h, w = img.shape[:2]
+    r = kernel.shape[0] // 2
+    y0, x0 = max(0, y - r), max(0, x - r)
+    region = to_float(img[y0 : min(h, y + size + r), x0 : min(w, x + size + r)])
+    blurred = convolve(region, kernel)[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
+    return region[y - y0 : y - y0 + size, x - x0 : x - x0 + size], np.ascontiguousarray(blurred)
+
+
+def degrade_crop(img: np.ndarray, deg: Degradation, size: int, rng: np.random.Generator,
+                 center: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(sharp, degraded) float32 [0, 1] ``size`` x ``size`` windows of HWC ``img`` (uint8, uint16 or float
+    [0, 1]; size <= H, W): blurred as the whole image would be (:func:`blur_window`), then corrupted."""
+    kernel = deg.kernel(rng)
+    y, x = window(img.shape, size, rng, center)
+    sharp, blurred = blur_window(img, kernel, y, x, size)
+    return sharp, deg.finish(blurred, rng)

@@ -1,0 +1,128 @@
+"""Images in memory: codecs (decode with EXIF orientation, encode), dtype conversion, channel and tensor
+layout.
+
+Decoded images are numpy arrays in RGB(A) channel order, HW (grey) or HWC, uint8 or uint16 as stored.
+Model inputs and outputs are float32 in [0, 1]: HWC numpy arrays, or NCHW torch tensors.
+"""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+OUTPUT_FORMATS = ("png", "jpg", "webp")
+
+
+def probe(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation 1..8) from the header alone, or None when Pillow cannot tell."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+            return im.width, im.height, int(orientation) if orientation in range(1, 9) else 1
+    except Exception:  # Pillow knows fewer formats than OpenCV: let the decoder have its say
+        return None
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip a decoded HW/HWC image upright for EXIF ``orientation`` (as Pillow's exif_transpose)."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+           8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
+
+
+def decode(data: bytes, max_megapixels: float = 0.0) -> np.ndarray:
+    """Decode an encoded image, upright per its EXIF orientation, to HW or HWC (RGB/RGBA order), uint8 or
+    uint16. Raises ValueError if empty, unreadable, or larger than ``max_megapixels`` (0: no limit),
+    which is checked from the header before decoding."""
+    if not data:
+        raise ValueError("empty file")
+    head = probe(data)
+    if head and max_megapixels and head[0] * head[1] > max_megapixels * 1e6:
+        raise ValueError(f"image too large: {head[0]}x{head[1]} is over {max_megapixels:g} megapixels")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # never rotates: EXIF is applied below
+    if img is None:
+        raise ValueError("not a decodable image")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return apply_orientation(img, head[2]) if head else img
+
+
+def encode(img: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+    """Encode HW/HWC (C = 1, 3 or 4; RGB(A) order) uint8/uint16 ``img`` as ``fmt`` (png, jpg, webp)."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    params = {"jpg": [cv2.IMWRITE_JPEG_QUALITY, quality], "webp": [cv2.IMWRITE_WEBP_QUALITY, quality]}
+    return imencode(fmt, img, params.get(fmt, []))
+
+
+def imencode(fmt: str, img: np.ndarray, params: list[int] | None = None) -> bytes:
+    """``cv2.imencode`` with its result checked: the encoded bytes, or ValueError when OpenCV refuses."""
+    try:
+        ok, buf = cv2.imencode("." + fmt, img, params or [])
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"could not encode a {img.dtype} {'x'.join(map(str, img.shape))} image as {fmt}")
+    return buf.tobytes()
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """uint8/uint16/float image -> float32 in [0, 1], same layout."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    return np.clip(img.astype(np.float32), 0.0, 1.0)
+
+
+def from_float(img: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
+    """float image in [0, 1] -> ``dtype`` (uint8 or uint16), rounded."""
+    top = 65535.0 if np.dtype(dtype) == np.uint16 else 255.0
+    return np.rint(np.clip(img, 0.0, 1.0) * top).astype(dtype)
+
+
+
+def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """HW/HWC image (any dtype) -> HWC with ``channels`` (1 or 3); alpha is dropped, RGB->grey by luma."""
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[2] == 4:
+        img = img[..., :3]
+    if img.shape[2] == channels:
+        return np.ascontiguousarray(img)
+    if channels == 1:
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
+    return np.repeat(img[..., :1], channels, axis=2)
+
+
+def to_hwc(img: np.ndarray) -> np.ndarray:
+    """HW/HWC image (any dtype) -> HWC with 1 or 3 channels: grey gains a channel axis, alpha is dropped."""
+    img = img[..., None] if img.ndim == 2 else img
+    return img[..., :3] if img.shape[2] == 4 else img
+
+
+def center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The central ``min(size, H)`` x ``min(size, W)`` window of ``img``."""
+    h, w = min(size, img.shape[0]), min(size, img.shape[1])
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return img[y : y + h, x : x + w]
+
+
+def to_tensor(images: list[np.ndarray] | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Same-sized HWC float32 images -> NCHW float32 tensor on ``device``."""
+    arr = np.stack(images) if isinstance(images, list) else images
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).to(device)
+
+
+def to_numpy(batch: torch.Tensor) -> np.ndarray:
+    """NCHW tensor -> N x H x W x C float32 numpy array in [0, 1]."""
+    return batch.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,183 @@
+"""Blurs and their kernels: the article's 3x3 Gaussian, Gaussian (isotropic/anisotropic), linear motion,
+defocus disk, and ``blind``, the family the default model learns.
+
+A *blur* is a frozen dataclass that draws one *kernel* per image (``blur.kernel(rng)``); blurs are
+registered by name in :data:`BLURS` and named first in a degradation spec (:mod:`deblur.core.degrade`).
+Every kernel is float32, odd-sized, centrally symmetric (so correlation equals convolution) and sums to 1.
+Each blur is a frozen dataclass whose range fields ``(low, high)`` are sampled uniformly per image from the
+``rng`` passed to ``kernel``; equal bounds mean a fixed value. Shapes are drawn anti-aliased on an 8x finer
+grid and area-averaged down, so sub-pixel lengths and radii give distinct kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from deblur.core.registry import Registry
+
+Range = tuple[float, float]
+_SUPER = 8  # supersampling of drawn shapes
+
+
+def draw(rng: np.random.Generator, r: Range) -> float:
+    """A value from range ``r``: uniform when its bounds differ, else the fixed value (no draw)."""
+    return float(rng.uniform(*r)) if r[0] != r[1] else float(r[0])
+
+
+def _normalised(k: np.ndarray) -> np.ndarray:
+    return (k / k.sum()).astype(np.float32)
+
+
+def gaussian_kernel(sigma: float, size: int = 0) -> np.ndarray:
+    """A normalised isotropic 2-D Gaussian kernel (size x size; size 0 derives ``2 * ceil(3 * sigma) + 1``)."""
+    if sigma <= 0:
+        raise ValueError(f"gaussian sigma must be > 0, got {sigma}")
+    size = size or 2 * math.ceil(3 * sigma) + 1
+    if size % 2 == 0 or size < 1:
+        raise ValueError(f"kernel size must be odd and positive, got {size}")
+    k = cv2.getGaussianKernel(size, sigma, ktype=cv2.CV_64F)
+    return (k @ k.T).astype(np.float32)
+
+
+def anisotropic_kernel(sigma_x: float, sigma_y: float, angle: float) -> np.ndarray:
+    """A Gaussian with standard deviations ``sigma_x``/``sigma_y`` along axes rotated by ``angle`` degrees."""
+    if min(sigma_x, sigma_y) <= 0:
+        raise ValueError(f"gaussian sigmas must be > 0, got {sigma_x}, {sigma_y}")
+    r = math.ceil(3 * max(sigma_x, sigma_y))
+    y, x = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
+    t = math.radians(angle)
+    u, v = x * math.cos(t) + y * math.sin(t), -x * math.sin(t) + y * math.cos(t)
+    return _normalised(np.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2)))
+
+
+def motion_kernel(length: float, angle: float) -> np.ndarray:
+    """Linear motion of ``length`` pixels at ``angle`` degrees (a 1-pixel-wide anti-aliased segment)."""
+    if length <= 0:
+        raise ValueError(f"motion length must be > 0, got {length}")
+    size = 2 * math.ceil(length / 2) + 1
+    canvas = np.zeros((size * _SUPER, size * _SUPER), np.float32)
+    # drawing coordinates put pixel centres at integers; round caps add half a pixel at each end
+    c, half = size * _SUPER / 2 - 0.5, max(length - 1, 0) * _SUPER / 2
+    dx, dy = half * math.cos(math.radians(angle)), half * math.sin(math.radians(angle))
+    shift = 4  # cv2.line takes fixed-point coordinates with 4 fractional bits
+    p0 = (round((c - dx) * 16), round((c - dy) * 16))
+    p1 = (round((c + dx) * 16), round((c + dy) * 16))
+    cv2.line(canvas, p0, p1, 1.0, thickness=_SUPER, lineType=cv2.LINE_AA, shift=shift)
+    k = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+    return _normalised((k + k[::-1, ::-1]) / 2)  # exactly centrally symmetric
+
+
+def defocus_kernel(radius: float) -> np.ndarray:
+    """Out-of-focus blur: a uniform disk of ``radius`` pixels."""
+    if radius <= 0:
+        raise ValueError(f"defocus radius must be > 0, got {radius}")
+    size = 2 * math.ceil(radius) + 1
+    canvas = np.zeros((size * _SUPER, size * _SUPER), np.float32)
+    c = size * _SUPER / 2 - 0.5
+    cv2.circle(canvas, (round(c * 16), round(c * 16)), round(radius * _SUPER * 16), 1.0, -1, cv2.LINE_AA, 4)
+    k = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+    return _normalised((k + k[::-1, ::-1]) / 2)
+
+
+@dataclass(frozen=True)
+class NoBlur:
+    """The identity kernel: for noise- or JPEG-only degradations and for resized sharp copies."""
+
+    name = "none"
+
+    def kernel(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        return np.ones((1, 1), np.float32)
+
+
+@dataclass(frozen=True)
+class SeedBlur:
+    """The article's blur: exactly ``cv2.GaussianBlur(img, (3, 3), 0)``, i.e. [1/4 1/2 1/4] separable."""
+
+    name = "seed"
+
+    def kernel(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        k = cv2.getGaussianKernel(3, 0, ktype=cv2.CV_32F)
+        return (k @ k.T).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class GaussianBlur:
+    """Isotropic Gaussian; ``size`` 0 derives the kernel size from sigma."""
+
+    sigma: Range = (1.0, 1.0)
+    size: int = 0
+    name = "gaussian"
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        return gaussian_kernel(draw(rng, self.sigma), self.size)
+
+
+@dataclass(frozen=True)
+class AnisotropicBlur:
+    """Anisotropic Gaussian with independent axis sigmas, rotated by any angle (degrees)."""
+
+    sigma_x: Range = (0.3, 3.0)
+    sigma_y: Range = (0.3, 3.0)
+    angle: Range = (0.0, 180.0)
+    name = "anisotropic"
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        return anisotropic_kernel(draw(rng, self.sigma_x), draw(rng, self.sigma_y), draw(rng, self.angle))
+
+
+@dataclass(frozen=True)
+class MotionBlur:
+    """Linear camera motion of ``length`` pixels at ``angle`` degrees."""
+
+    length: Range = (3.0, 15.0)
+    angle: Range = (0.0, 180.0)
+    name = "motion"
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        return motion_kernel(draw(rng, self.length), draw(rng, self.angle))
+
+
+@dataclass(frozen=True)
+class DefocusBlur:
+    """Out-of-focus disk of ``radius`` pixels."""
+
+    radius: Range = (0.5, 4.0)
+    name = "defocus"
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        return defocus_kernel(draw(rng, self.radius))
+
+
+@dataclass(frozen=True)
+class BlindBlur:
+    """The blind family: per image, linear motion with probability ``motion_share``, else isotropic
+    Gaussian, anisotropic Gaussian or defocus with equal probability, each with its range below."""
+
+    sigma: Range = (0.3, 3.0)
+    length: Range = (3.0, 15.0)
+    radius: Range = (0.5, 4.0)
+    motion_share: float = 0.25
+    name = "blind"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.motion_share <= 1.0:
+            raise ValueError(f"blind motion_share must be in [0, 1], got {self.motion_share}")
+
+    def choose(self, rng: np.random.Generator) -> "GaussianBlur | AnisotropicBlur | MotionBlur | DefocusBlur":
+        """This image's member of the family (one draw from ``rng``)."""
+        u = float(rng.random())
+        if u < self.motion_share:
+            return MotionBlur(self.length)
+        choice = min(int((u - self.motion_share) / (1.0 - self.motion_share) * 3), 2)
+        return (GaussianBlur(self.sigma), AnisotropicBlur(self.sigma, self.sigma), DefocusBlur(self.radius))[choice]
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        return self.choose(rng).kernel(rng)
+
+
+BLURS: Registry[type] = Registry("blur", {cls.name: cls for cls in (
+    NoBlur, SeedBlur, GaussianBlur, AnisotropicBlur, MotionBlur, DefocusBlur, BlindBlur)})

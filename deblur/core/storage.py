@@ -1,0 +1,106 @@
+"""Storage: URIs to filesystems, reading a URL's bytes, listing images, safe output keys, atomic writes.
+
+Any fsspec URL works (local paths, ``file://``, ``s3://``, ``gs://``, ``memory://``). Endpoints and
+credentials come from the standard places (``AWS_ENDPOINT_URL``, the AWS credential chain, Google
+application credentials), never from code. Image codecs live in :mod:`deblur.core.image`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import uuid
+
+import fsspec
+import pyarrow.fs as pafs
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem serving ``uri`` and the path inside it."""
+    return fsspec.core.url_to_fs(uri)
+
+
+def to_pyarrow(fs: fsspec.AbstractFileSystem) -> pafs.FileSystem:
+    """A pyarrow filesystem over ``fs`` (for Ray Data and Ray Train storage)."""
+    if is_local(fs):
+        return pafs.LocalFileSystem()
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in _protocols(fs)
+
+
+def is_process_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """True for filesystems other processes cannot see (``memory://``): read those in the driver."""
+    return "memory" in _protocols(fs)
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    p = fs.protocol
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+def unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The full URL of ``path`` on ``fs`` (inverse of :func:`filesystem`)."""
+    return path if is_local(fs) else fs.unstrip_protocol(path)
+
+
+def absolute(uri: str) -> str:
+    """``uri`` with a local path made absolute (other URLs unchanged): workers may run elsewhere."""
+    fs, path = filesystem(uri)
+    return unstrip(fs, path)
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole content of the file at ``uri`` (local path or any fsspec URL)."""
+    fs, path = filesystem(uri)
+    return fs.cat_file(path)
+
+
+def list_images(uri: str) -> list[str]:
+    """Full URLs of every image file under ``uri`` (recursive, sorted); ``uri`` may name one file.
+
+    Raises FileNotFoundError when ``uri`` does not exist.
+    """
+    fs, root = filesystem(uri)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"input not found: {uri}")
+    paths = [root] if fs.isfile(root) else fs.find(root)
+    return sorted(unstrip(fs, p) for p in paths if p.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def safe_key(relative: str) -> str:
+    """A relative output key that cannot escape its root: no absolute part, no ``..``, tame characters."""
+    parts = []
+    for part in relative.replace("\\", "/").split("/"):
+        part = re.sub(r"[^\w.\- ]", "_", part).strip()
+        if part in ("", ".", ".."):
+            continue
+        parts.append(part)
+    if not parts:
+        raise ValueError(f"no usable output name in {relative!r}")
+    return "/".join(parts)
+
+
+def relative_key(root: str, path: str) -> str:
+    """``path`` relative to ``root`` (both URLs or paths on one filesystem), made safe."""
+    if not root:
+        return safe_key(path.split("://", 1)[-1])
+    _, root_path = filesystem(root)
+    _, file_path = filesystem(path)
+    rel = posixpath.relpath(file_path, root_path) if file_path != root_path else posixpath.basename(file_path)
+    return safe_key(rel)
+
+
+def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary sibling and a move, so readers never see half a file."""
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)

@@ -1,0 +1,1 @@
+"""The pipeline (``deblur run``): listing, stages and sinks assembled into one Ray Data job."""

@@ -1,0 +1,71 @@
+"""The pipeline's data contract: what a row holds after each stage (declared once, here).
+
+  listing -> :class:`InputRow` -> decode -> :class:`DecodedRow` -> model -> :class:`DecodedRow` (pixels
+  restored) -> write -> :class:`Record`
+
+Ray Data hands each stage a batch: a dict of columns, one value per row, keyed as below. The manifest's
+and the Parquet output's schemas live with their writers in :mod:`deblur.pipeline.sinks`.
+
+Why pixels travel as ``pixels`` (raw bytes) + ``shape`` ("h,w" or "h,w,c") + ``dtype`` (numpy's ``str``,
+e.g. "|u1", "<u2"): the images of one batch differ in size, channels (grey, RGB, RGBA) and dtype (8 or 16
+bit), which one Ray Data tensor column cannot hold without a ragged extension type; a binary column is a
+single Arrow buffer that crosses the object store without pickling, and the two short strings rebuild the
+array without a copy (:func:`unpack`).
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import numpy as np
+
+STATUSES = ("done", "skipped", "failed")
+
+
+class InputRow(TypedDict, total=False):
+    """A listed input. ``path``: its URL (or a name, for Parquet input); ``output``: where its image file
+    goes ("" for Parquet output); ``skip``: the manifest records it as done; ``error``: why it cannot be
+    processed ("" when it can); ``bytes``: its encoded content, only for inputs workers cannot read
+    themselves (``memory://``, a Parquet column)."""
+
+    path: str
+    output: str
+    skip: bool
+    error: str
+    bytes: bytes
+
+
+class DecodedRow(TypedDict):
+    """An input after decoding (``bytes`` dropped): the image as :func:`pack` stores it (empty when
+    skipped or failed), and ``sharpness_before`` (variance of the Laplacian, [0, 1] scale)."""
+
+    path: str
+    output: str
+    skip: bool
+    error: str
+    pixels: bytes
+    shape: str
+    dtype: str
+    sharpness_before: float
+
+
+class Record(TypedDict):
+    """What happened to one input: ``status`` is one of :data:`STATUSES`; ``megapixels`` counts done ones."""
+
+    path: str
+    status: str
+    error: str
+    megapixels: float
+
+
+def pack(img: np.ndarray) -> dict[str, str | bytes]:
+    """The ``pixels``, ``shape`` and ``dtype`` columns of a decoded image (HW/HWC, uint8/uint16)."""
+    return {"pixels": img.tobytes(), "shape": ",".join(map(str, img.shape)), "dtype": img.dtype.str}
+
+
+def unpack(pixels: bytes, shape: str, dtype: str) -> np.ndarray:
+    """The image :func:`pack` stored (a read-only view of ``pixels``)."""
+    return np.frombuffer(pixels, np.dtype(dtype)).reshape(tuple(int(s) for s in shape.split(",")))
+
+
+EMPTY = {"pixels": b"", "shape": "", "dtype": ""}

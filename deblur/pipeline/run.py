@@ -1,0 +1,97 @@
+"""The pipeline (``deblur run``) with Ray Data: list (in parallel, per top-level prefix) -> stages -> records.
+
+``run`` is the only function that takes a :class:`PipelineConfig` apart. The listing
+(:mod:`deblur.pipeline.listing`) names every input and its output; the stages (:mod:`deblur.pipeline.stages`)
+read and decode (EXIF-upright, grey/RGB/RGBA, 8/16-bit), de-blur in tiles with the checkpoint loaded once
+per actor, encode, write, and append each batch's manifest rows. Every input yields one record: a bad
+file is an error row, never fatal; inputs already done (per the manifest) are skipped unless
+``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import ray.data
+from ray.data import ActorPoolStrategy
+
+from deblur.core import checkpoint
+from deblur.core.config import PipelineConfig
+from deblur.core.storage import absolute, filesystem, is_process_local
+from deblur.pipeline import sinks
+from deblur.pipeline.listing import input_rows, parquet_rows
+from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
+from deblur.runtime import ensure_ray
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run did: counts by status, wall time, megapixels processed, the manifest written."""
+
+    done: int
+    skipped: int
+    failed: int
+    seconds: float
+    megapixels: float
+    output: str
+    manifest: str
+
+    def line(self) -> str:
+        s = max(self.seconds, 1e-9)
+        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s "
+                f"({self.done / s:.2f} images/s, {self.megapixels / s:.2f} Mpx/s) -> {self.output} "
+                f"(manifest {self.manifest})")
+
+
+def run(cfg: PipelineConfig) -> Summary:
+    """De-blur every image under ``cfg.input`` into ``cfg.output``; returns the summary."""
+    if is_process_local(filesystem(cfg.output)[0]):
+        raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
+    source, output = absolute(cfg.input), absolute(cfg.output)  # workers may run elsewhere
+    ckpt = checkpoint.resolve(cfg.model)
+    checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
+    model = checkpoint.model_id(ckpt)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    done = frozenset() if cfg.overwrite else sinks.done_sources(output)
+    ensure_ray()
+    t0 = time.perf_counter()
+    if cfg.input_column:
+        ds = parquet_rows(source, cfg.input_column, output, cfg.format, done)
+    else:
+        ds = input_rows(source, output, cfg.format, done)
+    ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
+    status, mpx = Counter(), 0.0
+    for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
+        status.update(batch["status"].tolist())
+        mpx += float(batch["megapixels"].sum())
+        for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
+            if st == "failed":
+                log.warning("failed: %s: %s", path, err)
+    manifest = sinks.compact_manifest(output, run_id)
+    if cfg.overwrite and cfg.format == "parquet":
+        sinks.drop_parquet_parts(output, run_id)
+    return Summary(status["done"], status["skipped"], status["failed"], time.perf_counter() - t0, mpx,
+                   cfg.output, manifest)
+
+
+def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, ckpt: str, sink: dict) -> ray.data.Dataset:
+    """decode -> model -> write: separate stages when the model runs on GPUs (``--stages split``, the
+    default with ``--gpu``), one fused CPU actor otherwise; see :mod:`deblur.pipeline.stages`."""
+    model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict()}
+    actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0,
+              "batch_size": cfg.batch_size, "batch_format": "numpy",
+              **({"resources": cfg.actor_resources} if cfg.actor_resources else {})}
+    if cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu):
+        return ds.map_batches(FusedStage, fn_constructor_kwargs={
+            **model, "sink": sink, "max_megapixels": cfg.max_megapixels}, **actors)
+    ds = ds.map_batches(decode_batch, fn_kwargs={"max_megapixels": cfg.max_megapixels},
+                        batch_size=cfg.batch_size, batch_format="numpy")
+    ds = ds.map_batches(ModelStage, fn_constructor_kwargs=model, **actors)
+    return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=cfg.batch_size, batch_format="numpy")

@@ -1,0 +1,103 @@
+"""Where results go: image files, Parquet rows, and the manifest (the ledger of every input seen).
+
+Writers run inside the model actors, one batch at a time, so whatever a batch finished is on storage
+before its manifest rows say so: a run killed half way loses nothing, and the next run skips what the
+manifest records as done. Every file is written to a temporary name and moved into place.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deblur.core.storage import filesystem, unstrip, write_atomic
+
+MANIFEST_DIR = "_manifest"
+MANIFEST_SCHEMA = pa.schema([
+    ("source", pa.string()), ("output", pa.string()), ("status", pa.string()), ("error", pa.string()),
+    ("model", pa.string()), ("run", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
+])
+PARQUET_SCHEMA = pa.schema([
+    ("path", pa.string()), ("image", pa.binary()), ("format", pa.string()), ("width", pa.int32()),
+    ("height", pa.int32()), ("channels", pa.int32()), ("model", pa.string()),
+    ("sharpness_before", pa.float64()), ("sharpness_after", pa.float64()), ("run", pa.string()),
+])
+
+
+def _write_table(uri: str, table: pa.Table) -> None:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    fs, path = filesystem(uri)
+    write_atomic(fs, path, buf.getvalue())
+
+
+def write_parquet_part(output: str, run: str, rows: list[dict[str, Any]]) -> str:
+    """Write result rows (see ``PARQUET_SCHEMA``) as one new part file under ``output``; returns its URL."""
+    uri = posixpath.join(output, f"part-{run}-{uuid.uuid4().hex[:12]}.parquet")
+    _write_table(uri, pa.Table.from_pylist(rows, schema=PARQUET_SCHEMA))
+    return uri
+
+
+def write_manifest_part(output: str, run: str, records: list[dict[str, Any]]) -> None:
+    """Append manifest rows (see ``MANIFEST_SCHEMA``) as a new part file under ``output/_manifest``."""
+    if records:
+        uri = posixpath.join(output, MANIFEST_DIR, f"part-{run}-{uuid.uuid4().hex[:12]}.parquet")
+        _write_table(uri, pa.Table.from_pylist(records, schema=MANIFEST_SCHEMA))
+
+
+def _manifest_files(output: str) -> tuple[object, list[str]]:
+    fs, root = filesystem(output)
+    folder = posixpath.join(root, MANIFEST_DIR)
+    fs.invalidate_cache(folder)
+    if not fs.exists(folder):
+        return fs, []
+    return fs, sorted(p for p in fs.find(folder) if p.endswith(".parquet") and not posixpath.basename(p).startswith("."))
+
+
+def read_manifest(output: str) -> pa.Table:
+    """Every manifest row under ``output``, latest record per source (an empty table when none)."""
+    fs, files = _manifest_files(output)
+    tables = []
+    for p in files:
+        with fs.open(p, "rb") as f:
+            tables.append(pq.read_table(f).cast(MANIFEST_SCHEMA))
+    if not tables:
+        return MANIFEST_SCHEMA.empty_table()
+    rows = pa.concat_tables(tables).sort_by([("source", "ascending"), ("time", "ascending")]).to_pylist()
+    latest = {r["source"]: r for r in rows}
+    return pa.Table.from_pylist(list(latest.values()), schema=MANIFEST_SCHEMA)
+
+
+def done_sources(output: str) -> frozenset[str]:
+    """Sources with a successful output already recorded under ``output``."""
+    table = read_manifest(output)
+    return frozenset(s for s, st in zip(table["source"].to_pylist(), table["status"].to_pylist()) if st == "done")
+
+
+def compact_manifest(output: str, run: str) -> str:
+    """Fold all manifest parts into one file (latest record per source); returns its URL."""
+    fs, files = _manifest_files(output)
+    table = read_manifest(output)
+    fs_root = filesystem(output)[1]
+    target = posixpath.join(fs_root, MANIFEST_DIR, f"manifest-{run}.parquet")
+    _write_table(unstrip(fs, target), table)
+    for p in files:
+        if p != target:
+            fs.rm(p)
+    return unstrip(fs, target)
+
+
+def drop_parquet_parts(output: str, keep_run: str) -> int:
+    """Delete result part files written by runs other than ``keep_run`` (after ``--overwrite``)."""
+    fs, root = filesystem(output)
+    fs.invalidate_cache(root)
+    old = [p for p in fs.ls(root, detail=False) if posixpath.basename(p).startswith("part-")
+           and p.endswith(".parquet") and f"part-{keep_run}-" not in posixpath.basename(p)]
+    for p in old:
+        fs.rm(p)
+    return len(old)

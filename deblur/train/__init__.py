@@ -1,0 +1,1 @@
+"""Training with Ray Train (``deblur train``): the TorchTrainer loop and its Ray Datasets."""

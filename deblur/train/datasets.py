@@ -1,0 +1,71 @@
+"""Training data as Ray Datasets: folders/buckets of sharp images, and Fashion-MNIST.
+
+Rows carry ``path`` (a URL or a synthetic id) and ``image``: the sharp image as stored, always HWC
+(grey is H x W x 1; Ray Data would otherwise mix 2-D and 3-D arrays), RGB order, uint8 or uint16. Blur is
+applied later, on the fly, so any folder of photos is training data.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+
+import numpy as np
+import ray.data
+
+from deblur.core.fashion_mnist import FASHION_MNIST, is_fashion_mnist, load_fashion_mnist
+from deblur.core.image import decode
+from deblur.core.storage import filesystem, is_process_local, list_images, read_bytes
+
+log = logging.getLogger(__name__)
+
+
+def validation_split(path: str, fraction: float) -> bool:
+    """Deterministic split: True when ``path`` belongs to the validation share (stable as files are added)."""
+    return (zlib.crc32(path.encode()) % 10_000) < fraction * 10_000
+
+
+def _read_row(row: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        data = row["bytes"] if "bytes" in row else read_bytes(row["path"])
+        img = decode(data)
+        return [{"path": row["path"], "image": img[..., None] if img.ndim == 2 else img}]
+    except (OSError, ValueError) as e:
+        log.warning("skipping unreadable training image %s: %s", row["path"], e)
+        return []
+
+
+def image_folder(uri: str) -> ray.data.Dataset:
+    """Every image under ``uri`` (recursively), decoded per row; unreadable files are skipped with a warning."""
+    urls = list_images(uri)
+    if not urls:
+        raise FileNotFoundError(f"no images (png, jpg, bmp, tiff, webp) under {uri}")
+    if is_process_local(filesystem(uri)[0]):  # memory:// lives in this process only
+        items = [{"path": u, "bytes": read_bytes(u)} for u in urls]
+    else:
+        items = [{"path": u} for u in urls]
+    return ray.data.from_items(items, override_num_blocks=min(len(items), 64)).flat_map(_read_row)
+
+
+def from_arrays(images: np.ndarray, prefix: str) -> ray.data.Dataset:
+    """A dataset of in-memory images (N x H x W[x C]) with synthetic paths ``prefix/i``."""
+    images = images[..., None] if images.ndim == 3 else images
+    return ray.data.from_items([{"path": f"{prefix}/{i}", "image": im} for i, im in enumerate(images)])
+
+
+def training_datasets(data: str, val_data: str | None, val_fraction: float) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+    """(train, validation) datasets for the URI ``data``.
+
+    Fashion-MNIST uses its own train/test split; a folder is split by :func:`validation_split` unless
+    ``val_data`` names a separate folder.
+    """
+    if is_fashion_mnist(data):
+        source = data.partition(":")[2] or None if data.startswith(FASHION_MNIST) else data
+        train, test = load_fashion_mnist(source)
+        return from_arrays(train, "fashion-mnist/train"), from_arrays(test, "fashion-mnist/test")
+    ds = image_folder(data)
+    if val_data:
+        return ds, image_folder(val_data)
+    return (ds.filter(lambda r: not validation_split(r["path"], val_fraction)),
+            ds.filter(lambda r: validation_split(r["path"], val_fraction)))

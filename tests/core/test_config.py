@@ -1,0 +1,59 @@
+"""deblur.core.config: one source for every default, and each config checks itself when built."""
+
+import dataclasses
+
+import pytest
+
+from deblur.cli import parser
+from deblur.core.config import DegradeConfig, EvalConfig, PipelineConfig, RestoreConfig, TrainConfig
+from deblur.core.registry import Registry
+
+COMMANDS = {"train": TrainConfig, "run": PipelineConfig, "eval": EvalConfig, "degrade": DegradeConfig}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_the_cli_takes_every_default_from_the_config(command):
+    cls = COMMANDS[command]
+    sub = parser()._subparsers._group_actions[0].choices[command]
+    flags = {a.dest: a for a in sub._actions}
+    for field in dataclasses.fields(cls):
+        if field.default is dataclasses.MISSING or field.name not in flags:
+            continue
+        default = flags[field.name].default
+        assert default == field.default, f"{command} --{field.name}: cli {default!r} vs config {field.default!r}"
+
+
+def test_pipeline_and_eval_restore_defaults_are_the_restore_configs():
+    for cls in (PipelineConfig, EvalConfig):
+        for field in dataclasses.fields(RestoreConfig):
+            assert getattr(cls, field.name) == getattr(RestoreConfig, field.name)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: PipelineConfig("in", "out", format="gif"), "unknown format 'gif'"),
+    (lambda: PipelineConfig("in", "out", stages="half"), "unknown stages 'half'"),
+    (lambda: PipelineConfig("in", "out", workers=0), "workers must be >= 1"),
+    (lambda: PipelineConfig("in", "out", max_megapixels=-1), "max-megapixels must be >= 0"),
+    (lambda: PipelineConfig("in", "out", tile=64, tile_pad=32), "must exceed twice the padding"),
+    (lambda: PipelineConfig("in", "out", precision="fp64"), "unknown precision 'fp64'"),
+    (lambda: EvalConfig("d", "o", degradation="motion:length=x"), "bad value"),
+    (lambda: EvalConfig("d", "o", limit=-1), "limit must be >= 0"),
+    (lambda: DegradeConfig("i", "o", "gaussian", format="tiff"), "unknown format 'tiff'"),
+    (lambda: TrainConfig("d", "o", batch_size=0), "batch-size must be >= 1"),
+    (lambda: TrainConfig("d", "o", lr=0), "learning rate must be > 0"),
+])
+def test_bad_settings_fail_when_the_config_is_built(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_configs_round_trip_through_dicts():
+    cfg = TrainConfig("d", "o", model="unet", channels=3, model_options={"width": 8}, degradation="blind")
+    assert TrainConfig.from_dict({**cfg.to_dict(), "unrelated": 1}) == cfg
+
+
+def test_a_registry_raises_on_unknown_names_and_lists_the_choices():
+    reg = Registry("thing", {"b": 2, "a": 1})
+    assert reg["a"] == 1 and reg.names() == ["a", "b"] and "a" in reg and list(reg) == ["a", "b"]
+    with pytest.raises(ValueError, match="unknown thing 'c'; choose one of: a, b"):
+        reg["c"]

@@ -1,0 +1,104 @@
+"""deblur.core.restore: tiles, the self-ensemble, precision, and the public Restorer / BatchRestorer."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import deblur
+from deblur.core import checkpoint, flips, models
+from deblur.core.restore import BatchRestorer, restore_image, self_ensemble, tiled
+from tests.conftest import textured
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_tiled_equals_whole_image_away_from_tile_borders(name):
+    torch.manual_seed(0)
+    model = models.build(name, channels=3).eval()
+    x = torch.rand(1, 3, 300, 233)
+    with torch.no_grad():
+        whole, tiles = model(x), tiled(model, x, tile=96, pad=16)
+    torch.testing.assert_close(tiles, whole, atol=1e-5, rtol=0)
+
+
+def test_restore_image_keeps_alpha_and_uses_the_model(seed_checkpoint):
+    model, _ = checkpoint.load(seed_checkpoint)
+    img = textured(20, 24, 4)
+    out = restore_image(model, img, 1, torch.device("cpu"), 512, 32)
+    np.testing.assert_array_equal(out[..., 3], img[..., 3])
+    assert not np.array_equal(out[..., :3], img[..., :3])
+
+
+def _conv(kernel: torch.Tensor):
+    return lambda x: F.conv2d(x, kernel[None, None], padding=kernel.shape[-1] // 2)
+
+
+def test_self_ensemble_of_the_identity_is_the_identity():
+    x = torch.rand(2, 3, 9, 14)
+    torch.testing.assert_close(self_ensemble(lambda t: t)(x), x)
+
+
+def test_self_ensemble_leaves_a_flip_equivariant_convolution_unchanged():
+    symmetric = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16  # the same under all 8 flips
+    x = torch.rand(1, 1, 11, 8)
+    torch.testing.assert_close(self_ensemble(_conv(symmetric))(x), _conv(symmetric)(x))
+
+
+def test_self_ensemble_of_a_convolution_is_the_convolution_with_its_flip_averaged_kernel():
+    kernel = torch.arange(9, dtype=torch.float32).reshape(3, 3)  # no symmetry at all
+    averaged = sum(flips.flip_tensor(kernel[None, None], k) for k in range(flips.COUNT))[0, 0] / flips.COUNT
+    x = torch.rand(1, 1, 10, 13)
+    torch.testing.assert_close(self_ensemble(_conv(kernel))(x), _conv(averaged)(x))
+    assert not torch.allclose(_conv(kernel)(x), _conv(averaged)(x))
+
+
+@pytest.fixture(scope="module")
+def restorer():
+    return deblur.load(device="cpu")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_the_shipped_restorer_keeps_shape_dtype_and_range(restorer, channels, dtype):
+    img = textured(37, 45, channels, dtype=np.uint16 if dtype == np.uint16 else np.uint8)
+    if dtype == np.float32:
+        img = img.astype(np.float32) / 255
+    out = restorer(img)
+    assert out.shape == img.shape and out.dtype == img.dtype
+    assert out.min() >= 0 and (out.max() <= 1 if dtype == np.float32 else True)
+
+
+def test_the_restorer_takes_pil_images_and_tiles_large_ones(restorer):
+    img = textured(70, 90, 3)
+    out = restorer(Image.fromarray(img))
+    assert isinstance(out, Image.Image) and out.size == (90, 70) and out.mode == "RGB"
+    in_tiles = deblur.load(device="cpu", tile=64, tile_pad=16)(img)  # 6 tiles, less context than the model's reach
+    assert in_tiles.shape == img.shape and np.abs(in_tiles.astype(int) - np.asarray(out).astype(int)).mean() < 3
+    with pytest.raises(TypeError, match="numpy array or a PIL image"):
+        restorer([[0, 1]])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_lower_precision_is_close_to_fp32(restorer, precision):
+    img = textured(40, 40, 3)
+    low = deblur.load(device="cpu", precision=precision)(img)
+    assert np.abs(low.astype(int) - restorer(img).astype(int)).mean() < 2
+
+
+@pytest.mark.parametrize("options, message", [({"precision": "fp8"}, "unknown precision"),
+                                              ({"tile": 64, "tile_pad": 32}, "must exceed twice the padding")])
+def test_bad_restore_options_are_clear_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        deblur.load(device="cpu", **options)
+
+
+def test_batch_restorer_is_a_plain_callable_over_columns(seed_checkpoint):
+    fn = BatchRestorer(seed_checkpoint, device="cpu", output_column="sharp")
+    same = np.stack([textured(16, 20, 3, seed=i) for i in range(2)])
+    out = fn({"image": same, "id": np.array([1, 2])})
+    assert out["sharp"].shape == same.shape and out["id"].tolist() == [1, 2] and out["image"] is same
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [textured(16, 20, 1), textured(9, 30, 3)]
+    out = BatchRestorer(seed_checkpoint, device="cpu")({"image": ragged})
+    assert [o.shape for o in out["image"]] == [(16, 20), (9, 30, 3)]

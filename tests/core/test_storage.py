@@ -1,0 +1,55 @@
+import fsspec
+import pytest
+
+from deblur.core import image, storage
+from tests.conftest import textured, write_image
+
+
+@pytest.mark.parametrize("rel, expected", [
+    ("a/b.png", "a/b.png"),
+    ("../../etc/passwd", "etc/passwd"),
+    ("/abs/x.png", "abs/x.png"),
+    ("a/./b/../c.png", "a/b/c.png"),
+    ("we:ird*na?me<>.png", "we_ird_na_me__.png"),
+    ("dir\\..\\x.png", "dir/x.png"),
+])
+def test_safe_key_never_escapes(rel, expected):
+    assert storage.safe_key(rel) == expected
+
+
+def test_safe_key_rejects_nothing_left():
+    with pytest.raises(ValueError):
+        storage.safe_key("../..")
+
+
+def test_list_images_recursive_and_filtered(tmp_path):
+    write_image(tmp_path / "a.png", textured(8, 8))
+    write_image(tmp_path / "d" / "b.jpg", textured(8, 8))
+    (tmp_path / "notes.txt").write_text("x")
+    urls = storage.list_images(str(tmp_path))
+    assert [u.rsplit("/", 1)[-1] for u in urls] == ["a.png", "b.jpg"]
+    with pytest.raises(FileNotFoundError):
+        storage.list_images(str(tmp_path / "missing"))
+
+
+def test_write_atomic_leaves_no_temporary_files(tmp_path):
+    fs = fsspec.filesystem("file")
+    storage.write_atomic(fs, str(tmp_path / "x" / "y.bin"), b"data")
+    assert (tmp_path / "x" / "y.bin").read_bytes() == b"data"
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["y.bin"]
+
+
+def test_s3_listing_and_atomic_write(bucket):
+    fs, root = storage.filesystem(bucket)
+    fs.pipe(f"{root}/in/a.png", image.encode(textured(8, 8), "png"))
+    storage.write_atomic(fs, f"{root}/out/b.png", b"xyz")
+    fs.invalidate_cache()
+    assert storage.list_images(bucket) == [f"{bucket}/in/a.png", f"{bucket}/out/b.png"]
+    assert fs.find(f"{root}/out") == [f"{root}/out/b.png"]
+
+
+def test_read_bytes_reads_local_and_s3(tmp_path, bucket):
+    (tmp_path / "a.bin").write_bytes(b"local")
+    fsspec.filesystem("s3").pipe(f"{bucket}/b.bin", b"remote")
+    assert storage.read_bytes(str(tmp_path / "a.bin")) == b"local"
+    assert storage.read_bytes(f"{bucket}/b.bin") == b"remote"

@@ -1,0 +1,173 @@
+import os
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from deblur.core.config import PIPELINE_FORMATS, PipelineConfig
+from deblur.core.image import decode, encode
+from deblur.pipeline import sinks
+from deblur.pipeline.run import run
+from tests.conftest import textured, write_image
+
+
+def _run(src, out, ck, fmt="png", **kw):
+    return run(PipelineConfig(input=str(src), output=str(out), model=ck, format=fmt, workers=2, batch_size=2, **kw))
+
+
+def _manifest(out) -> dict[str, dict]:
+    return {r["source"]: r for r in sinks.read_manifest(str(out)).to_pylist()}
+
+
+def _read(fs, path):
+    return decode(fs.cat_file(path))
+
+
+@pytest.mark.parametrize("fmt, arrangement", [(f, "fused") for f in PIPELINE_FORMATS] + [("png", "split"), ("parquet", "split")])
+def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, photo_folder, tmp_path,
+                                                                 seed_checkpoint, fmt, arrangement):
+    write_image(photo_folder / "rgba.png", textured(30, 26, 4))
+    write_image(photo_folder / "deep.png", textured(22, 34, 3, dtype=np.uint16))
+    out = tmp_path / "out"
+    first = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
+    assert (first.done, first.skipped, first.failed) == (8, 0, 0)
+    inputs = sorted(str(p) for p in photo_folder.rglob("*.png"))
+    manifest = _manifest(out)
+    assert sorted(manifest) == inputs and {r["status"] for r in manifest.values()} == {"done"}
+    fs = fsspec.filesystem("file")
+    if fmt == "parquet":
+        table = pq.read_table(str(out), columns=["path", "image", "width", "height", "channels", "model",
+                                                 "sharpness_before", "sharpness_after"]).to_pylist()
+        assert sorted(r["path"] for r in table) == inputs
+        for r in table:
+            img = decode(r["image"])
+            src = _read(fs, r["path"])
+            assert img.shape == src.shape and (r["height"], r["width"]) == src.shape[:2]
+            assert r["sharpness_before"] >= 0 and r["model"].startswith("seed-")
+    else:
+        for src in inputs:
+            rel = os.path.splitext(os.path.relpath(src, photo_folder))[0] + "." + fmt
+            a, b = _read(fs, src), _read(fs, str(out / rel))
+            assert b.shape[:2] == a.shape[:2]
+            if fmt == "png":  # webp has no grey and jpg no alpha; png keeps everything, 16-bit too
+                assert b.shape == a.shape and b.dtype == a.dtype
+
+    again = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
+    assert (again.done, again.skipped, again.failed) == (0, 8, 0)
+    for i in range(3):
+        write_image(photo_folder / "new" / f"n{i}.png", textured(20, 20, 3, seed=10 + i))
+    third = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
+    assert (third.done, third.skipped) == (3, 8)
+    assert len(_manifest(out)) == 11
+    if fmt == "parquet":  # never duplicates
+        paths = pq.read_table(str(out), columns=["path"])["path"].to_pylist()
+        assert len(paths) == len(set(paths)) == 11
+
+
+def test_s3_input_and_output(ray_cluster, bucket, seed_checkpoint):
+    fs = fsspec.filesystem("s3")
+    root = bucket.removeprefix("s3://")
+    for i, (h, w, c) in enumerate([(30, 40, 3), (32, 32, 1), (25, 45, 4)]):
+        fs.pipe(f"{root}/in/d{i % 2}/img{i}.png", encode(textured(h, w, c, seed=i), "png"))
+    for fmt in ("png", "parquet"):
+        out = f"{bucket}/out-{fmt}"
+        s = _run(f"{bucket}/in", out, seed_checkpoint, fmt)
+        assert (s.done, s.failed) == (3, 0)
+        fs.invalidate_cache()
+        assert len(_manifest(out)) == 3 and all(k.startswith(f"{bucket}/in/") for k in _manifest(out))
+        if fmt == "png":
+            assert sorted(fs.find(f"{root}/out-png/d0")) == [f"{root}/out-png/d0/img0.png", f"{root}/out-png/d0/img2.png"]
+            assert _read(fs, f"{root}/out-png/d0/img2.png").shape == (25, 45, 4)
+        assert _run(f"{bucket}/in", out, seed_checkpoint, fmt).skipped == 3
+
+
+def test_bad_inputs_get_error_rows_and_the_run_goes_on(ray_cluster, tmp_path, seed_checkpoint):
+    src = tmp_path / "mixed"
+    write_image(src / "good.png", textured(40, 50, 3))
+    write_image(src / "grey.png", textured(30, 30, 1))
+    write_image(src / "rgba.png", textured(30, 34, 4))
+    write_image(src / "deep.png", textured(20, 24, 3, dtype=np.uint16))
+    (src / "empty.png").write_bytes(b"")
+    (src / "notes.txt").write_text("not an image")
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 20)
+    (src / "truncated.png").write_bytes((src / "good.png").read_bytes()[:200])
+    write_image(src / "huge.png", np.zeros((1100, 1000), np.uint8))
+    s = _run(src, tmp_path / "out", seed_checkpoint, max_megapixels=1.0)
+    assert (s.done, s.failed) == (4, 5)
+    split = _run(src, tmp_path / "out-split", seed_checkpoint, max_megapixels=1.0, stages="split")
+    assert (split.done, split.failed) == (4, 5)
+    assert _manifest(tmp_path / "out-split").keys() == _manifest(tmp_path / "out").keys()
+    manifest = _manifest(tmp_path / "out")
+    errors = {os.path.basename(k): r["error"] for k, r in manifest.items() if r["status"] == "failed"}
+    assert sorted(errors) == ["corrupt.jpg", "empty.png", "huge.png", "notes.txt", "truncated.png"]
+    assert "empty file" in errors["empty.png"] and "too large" in errors["huge.png"]
+    assert "unsupported file type '.txt'" in errors["notes.txt"]
+    assert all(errors.values())
+
+
+def test_exif_orientation_is_applied(ray_cluster, tmp_path, seed_checkpoint):
+    from PIL import Image
+
+    img = Image.fromarray(textured(30, 50, 3))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    (tmp_path / "in").mkdir()
+    img.save(tmp_path / "in" / "rotated.jpg", exif=exif, quality=95)
+    _run(tmp_path / "in", tmp_path / "out", seed_checkpoint)
+    with open(tmp_path / "out" / "rotated.png", "rb") as f:
+        assert decode(f.read()).shape == (50, 30, 3)
+
+
+def test_memory_output_is_refused(seed_checkpoint, photo_folder):
+    with pytest.raises(ValueError, match="memory://"):
+        run(PipelineConfig(input=str(photo_folder), output="memory://out", model=seed_checkpoint))
+
+
+def test_parquet_dataset_with_an_image_column(ray_cluster, tmp_path, seed_checkpoint):
+    import pyarrow as pa
+
+    images = [textured(20, 30, 3, seed=i) for i in range(3)]
+    table = pa.table({"path": ["s3://cam/a.jpg", "s3://cam/sub/b.png", "../../evil.png"],
+                      "image": [encode(im, "png") for im in images]})
+    (tmp_path / "src").mkdir()
+    pq.write_table(table, tmp_path / "src" / "data.parquet")
+    s = run(PipelineConfig(input=str(tmp_path / "src"), output=str(tmp_path / "out"), model=seed_checkpoint,
+                           input_column="image"))
+    assert (s.done, s.failed) == (3, 0)
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
+    assert written == ["cam/a.png", "cam/sub/b.png", "evil.png"]
+    with pytest.raises(ValueError, match="no column 'pixels'"):
+        run(PipelineConfig(input=str(tmp_path / "src"), output=str(tmp_path / "o2"), model=seed_checkpoint,
+                           input_column="pixels"))
+
+
+def test_a_run_killed_half_way_finishes_on_restart_and_loses_nothing(ray_cluster, tmp_path, seed_checkpoint):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, out = tmp_path / "many", tmp_path / "out"
+    for i in range(24):
+        write_image(src / f"img{i:02d}.png", textured(160, 160, 3, seed=i))
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
+    proc = subprocess.Popen([sys.executable, "-m", "deblur.cli", "run", "--model", seed_checkpoint, "--input", str(src),
+                             "--output", str(out), "--batch-size", "1", "--workers", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    parts = out / "_manifest"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not parts.exists() or len(list(parts.glob("part-*.parquet"))) < 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = len(_manifest(out))
+    assert 3 <= finished_before < 24
+    s = _run(src, out, seed_checkpoint)
+    assert s.skipped >= finished_before and s.done + s.skipped == 24 and s.failed == 0
+    manifest = _manifest(out)
+    assert len(manifest) == 24 and all(r["status"] == "done" for r in manifest.values())
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in src.glob("*.png"))
+    for p in out.glob("*.png"):  # a kill can leave a hidden temporary, never a half-written image
+        with open(p, "rb") as f:
+            assert decode(f.read()).shape == (160, 160, 3)

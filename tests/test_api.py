@@ -1,0 +1,36 @@
+"""The public Python API (``deblur.load``, ``Restorer``, ``BatchRestorer``): the README's example, run as is."""
+
+import os
+import re
+
+import numpy as np
+
+import deblur
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def readme_examples() -> list[str]:
+    """The ```python blocks of the README's "Python API" section, in order."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_readme_example_runs_and_de_blurs(ray_cluster, monkeypatch):
+    blocks = readme_examples()
+    assert len(blocks) == 2
+    monkeypatch.chdir(ROOT)
+    scope: dict = {}
+    exec(compile(blocks[0], "README.md (Python API)", "exec"), scope)
+    assert scope["restored"].shape == scope["blurred"].shape == scope["sharp"].shape
+    assert scope["psnr"](scope["restored"], scope["sharp"]) > scope["psnr"](scope["blurred"], scope["sharp"]) + 1
+    exec(compile(blocks[1], "README.md (Python API, Ray Data)", "exec"), scope)
+    rows = scope["rows"]
+    assert len(rows) == 3 and all(r["restored"].shape == r["image"].shape for r in rows)
+    assert all(r["restored"].dtype == np.uint8 for r in rows)
+
+
+def test_the_api_names_are_exported_lazily():
+    assert sorted(deblur.__all__) == ["BatchRestorer", "Restorer", "__version__", "load"]
+    assert deblur.load is deblur.core.restore.load

@@ -1,0 +1,36 @@
+import numpy as np
+
+from deblur.core.image import encode
+from deblur.train import datasets
+from tests.core.test_fashion_mnist import _fake_fashion_mnist
+
+
+def test_validation_split_is_deterministic_and_about_the_fraction():
+    paths = [f"s3://b/img{i}.png" for i in range(2000)]
+    val = [p for p in paths if datasets.validation_split(p, 0.1)]
+    assert val == [p for p in paths if datasets.validation_split(p, 0.1)]
+    assert 150 < len(val) < 250
+
+
+def test_image_folder_reads_local_memory_and_s3(ray_cluster, photo_folder, bucket):
+    import fsspec
+
+    local = datasets.image_folder(str(photo_folder)).take_all()
+    assert len(local) == 6
+    assert sorted(r["image"].shape[2] for r in local) == [1, 1, 3, 3, 3, 3]  # always HWC
+    mem = fsspec.filesystem("memory")
+    s3 = fsspec.filesystem("s3")
+    for i, row in enumerate(local):
+        data = encode(row["image"], "png")
+        mem.pipe(f"/photos-test/{i}.png", data)
+        s3.pipe(f"{bucket.removeprefix('s3://')}/p/{i}.png", data)
+    mem.pipe("/photos-test/broken.png", b"\x89PNG broken")  # skipped with a warning, not fatal
+    for uri in ("memory://photos-test", f"{bucket}/p"):
+        rows = datasets.image_folder(uri).take_all()
+        assert sorted(r["image"].shape for r in rows) == sorted(r["image"].shape for r in local)
+
+
+def test_fashion_mnist_training_datasets(ray_cluster, tmp_path):
+    _fake_fashion_mnist(tmp_path / "fm")
+    train, val = datasets.training_datasets(f"fashion-mnist:{tmp_path / 'fm'}", None, 0.1)
+    assert train.count() == 20 and val.count() == 8

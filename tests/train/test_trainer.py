@@ -1,0 +1,66 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from deblur.core import checkpoint, models
+from deblur.core.config import TrainConfig
+from deblur.train.trainer import fit
+
+
+def _epochs(output) -> dict[int, dict]:
+    out = {}
+    for d in sorted(os.listdir(output)):
+        if d.startswith("epoch_"):
+            with open(os.path.join(output, d, "config.json")) as f:
+                out[int(d[6:])] = json.load(f)
+    return out
+
+
+def test_two_workers_learn_checkpoint_and_resume(ray_cluster, photo_folder, tmp_path):
+    output = tmp_path / "run"
+    cfg = TrainConfig(data=str(photo_folder), val_data=str(photo_folder), output=str(output), model="seed",
+                      degradation="gaussian:sigma=1.0", epochs=3, batch_size=8, lr=3e-3, patch_size=32,
+                      patches_per_image=16, workers=2, keep_checkpoints=10)
+    best = fit(cfg)
+    first = _epochs(output)
+    assert sorted(first) == [1, 2, 3]
+    psnr = [first[e]["metrics"]["val_psnr"] for e in (1, 2, 3)]
+    assert psnr[-1] > psnr[0] + 1.0  # validation loss goes down
+    assert best == checkpoint.resolve(str(output))
+    meta = first[3]
+    assert meta["model"] == "seed" and meta["degradation"] == "gaussian:sigma=1.0" and meta["settings"]["channels"] == 1
+    mtime = os.path.getmtime(output / "epoch_0001" / "config.json")
+
+    fit(TrainConfig(**{**cfg.to_dict(), "epochs": 5}))  # same output: resumes after epoch 3
+    second = _epochs(output)
+    assert sorted(second) == [1, 2, 3, 4, 5]
+    assert os.path.getmtime(output / "epoch_0001" / "config.json") == mtime  # not redone
+    assert second[4]["metrics"]["train_loss"] < first[1]["metrics"]["train_loss"]
+    assert second[4]["metrics"]["val_psnr"] > psnr[0]
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_model_trains_with_the_modern_recipe(ray_cluster, photo_folder, tmp_path, name):
+    """Charbonnier loss, cosine schedule, flips, the blind family with noise and JPEG, 3-channel."""
+    output = tmp_path / name
+    best = fit(TrainConfig(data=str(photo_folder), val_data=str(photo_folder), output=str(output), model=name,
+                           channels=3, degradation="blind+noise:sigma=0..0.01+jpeg:quality=80..95,p=0.5", epochs=2,
+                           batch_size=8, lr=2e-3, loss="charbonnier", schedule="cosine", flips=True,
+                           patch_size=32, patches_per_image=8, model_options={"width": 8} if name == "unet" else None))
+    meta = _epochs(output)[2]
+    assert meta["model"] == name and meta["train"]["loss"] == "charbonnier"
+    assert np.isfinite(meta["metrics"]["train_loss"]) and meta["metrics"]["val_psnr"] > 10
+    model, _ = checkpoint.load(best)
+    assert models.settings_of(model) == meta["settings"]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("degradation", "box", "unknown blur"), ("model", "nope", "unknown model"), ("loss", "l7", "unknown loss"),
+    ("schedule", "step", "unknown schedule"), ("model_options", {"depth": 3}, "bad model option"),
+    ("epochs", 0, "epochs must be >= 1"), ("val_fraction", 1.0, "val-fraction")])
+def test_bad_settings_fail_before_any_work(photo_folder, tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data=str(photo_folder), output=str(tmp_path / "run"), **{field: value})
+    assert not (tmp_path / "run").exists()
