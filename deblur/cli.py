@@ -10,10 +10,9 @@ import logging
 import sys
 
 from deblur.core import models, training
-from deblur.core.config import (IMAGE_FORMATS, PIPELINE_FORMATS, STAGES, DegradeConfig, EvalConfig, PipelineConfig,
-                                RestoreConfig, TrainConfig)
-from deblur.core.degrade import DEFAULT_DEGRADATION
-from deblur.core.kernels import BLURS
+from deblur.core.config import (DEGRADE_ON, IMAGE_FORMATS, PIPELINE_FORMATS, STAGES, DegradeConfig, EvalConfig,
+                                PipelineConfig, RestoreConfig, TrainConfig)
+from deblur.core.degrade import BLURS, DEFAULT_DEGRADATION
 from deblur.core.restore import PRECISIONS
 
 EPILOG = "URIs may be local paths or any fsspec URL (s3://, gs://, file://, memory://)."
@@ -71,6 +70,18 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     _degradation(p, T.degradation, " (default: seed, the article's 3x3 Gaussian; the default model's is "
                  f"{DEFAULT_DEGRADATION})")
     p.add_argument("--epochs", type=int, default=T.epochs, help="total epochs (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=T.steps, help="train by steps instead of epochs: total optimiser "
+                   "steps on endless random crops (default: by epochs)")
+    p.add_argument("--minutes", type=float, default=T.minutes, help="train by time instead: stop at the first "
+                   "validation after this many minutes (the schedule follows the clock)")
+    p.add_argument("--val-every", type=int, default=T.val_every,
+                   help="with --steps/--minutes: steps between validations and checkpoints (default: %(default)s)")
+    p.add_argument("--loader-workers", type=int, default=T.loader_workers, help="with --steps/--minutes: crop-"
+                   "degrading processes per training worker (default: %(default)s)")
+    p.add_argument("--degrade-on", default=T.degrade_on, choices=DEGRADE_ON, help="with --steps/--minutes: where "
+                   "blur and noise are applied to crops, in the loader or on the training device (default: %(default)s)")
+    p.add_argument("--init", help="start from this checkpoint's weights (its model and settings): fine-tuning")
+    p.add_argument("--clip", type=float, default=T.clip, help="gradient norm clipping (0: off; default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=T.batch_size, help="global batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=T.lr, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--loss", default=T.loss, choices=training.LOSSES.names(), help="loss (default: %(default)s)")

@@ -72,7 +72,7 @@ def load_optimizer_state(directory: str) -> dict[str, Any] | None:
 
 def resolve(uri: str | None) -> str:
     """The checkpoint directory named by ``uri``: itself when it holds a checkpoint; for a training
-    output, its best checkpoint (highest validation PSNR, latest on ties); the bundled model for None.
+    output, its best checkpoint (highest validation PSNR, latest epoch or step on ties); the bundled model for None.
 
     Raises FileNotFoundError when nothing under ``uri`` is a checkpoint.
     """
@@ -89,7 +89,7 @@ def resolve(uri: str | None) -> str:
     for p in configs:
         with fs.open(p, "rb") as f:
             cfg = json.load(f)
-        scored.append((cfg.get("metrics", {}).get("val_psnr", float("-inf")), cfg.get("epoch", -1), p))
+        scored.append((cfg.get("metrics", {}).get("val_psnr", float("-inf")), cfg.get("epoch", cfg.get("step", -1)), p))
     best = max(scored)[2]
     return unstrip(fs, posixpath.dirname(best))
 

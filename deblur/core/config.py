@@ -20,6 +20,7 @@ T = TypeVar("T", bound="_Config")
 IMAGE_FORMATS = ("png", "jpg", "webp")
 PIPELINE_FORMATS = (*IMAGE_FORMATS, "parquet")
 STAGES = ("auto", "fused", "split")
+DEGRADE_ON = ("loader", "device")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -74,7 +75,14 @@ def check_degradation(spec: str) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig(_Config):
-    """``deblur train``: data-parallel training with Ray Train. Defaults are the article's recipe."""
+    """``deblur train``: data-parallel training with Ray Train. Defaults are the article's recipe.
+
+    It runs by ``epochs`` (the article: every image once per epoch, a checkpoint every ``checkpoint_every``
+    epochs), or by ``steps`` or ``minutes`` when either is set (endless random crops made by
+    ``loader_workers`` processes per training worker; validation and a checkpoint every ``val_every``
+    steps). ``init`` starts from a checkpoint's weights (its model and settings); ``clip`` bounds the
+    gradient norm; ``degrade_on`` = device leaves blur and noise to the training device.
+    """
 
     data: str
     output: str
@@ -99,11 +107,28 @@ class TrainConfig(_Config):
     keep_checkpoints: int = 3
     checkpoint_every: int = 1
     worker_resources: dict[str, float] | None = None
+    steps: int = 0
+    minutes: float = 0.0
+    val_every: int = 500
+    loader_workers: int = 2
+    init: str | None = None
+    clip: float = 0.0
+    degrade_on: str = "loader"
+
+    @property
+    def by_steps(self) -> bool:
+        """True when training runs by steps or minutes rather than epochs."""
+        return self.steps > 0 or self.minutes > 0
 
     def __post_init__(self) -> None:
         from deblur.core import models, training
 
-        models.check(self.model, {"channels": self.channels, **(self.model_options or {})})
+        if not self.init:
+            models.check(self.model, {"channels": self.channels, **(self.model_options or {})})
+        _one_of(self.degrade_on, DEGRADE_ON, "degrade-on")
+        _require(self.steps >= 0 and self.minutes >= 0, "steps and minutes must be >= 0")
+        _require(self.val_every >= 1 and self.loader_workers >= 0, "val-every must be >= 1, loader-workers >= 0")
+        _require(self.clip >= 0, f"clip must be >= 0, got {self.clip}")
         check_degradation(self.degradation)
         training.LOSSES[self.loss]
         training.SCHEDULES[self.schedule]

@@ -17,13 +17,35 @@ from typing import Any
 import cv2
 import numpy as np
 
+from deblur.core.camera import CameraPath, RealisticBlur, WarpBlur, warp_average
 from deblur.core.image import from_float, imencode, to_float
-from deblur.core.kernels import BLURS, Range, draw
+from deblur.core.kernels import KERNEL_BLURS, Range, draw
 from deblur.core.registry import Registry
+
+Drawn = np.ndarray | CameraPath  # what a blur draws for one image: a kernel, or a camera path
 
 BORDER = cv2.BORDER_REFLECT_101  # OpenCV's default, and what GaussianBlur uses in the article
 _SEED_KERNEL = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
 DEFAULT_DEGRADATION = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"
+
+
+def draw_blur(blur: Any, rng: np.random.Generator) -> Drawn:
+    """What ``blur`` draws for one image: a kernel, or (spatially varying blurs) a camera path."""
+    return blur.draw(rng) if hasattr(blur, "draw") else blur.kernel(rng)
+
+
+def reach(drawn: Drawn, shape: tuple[int, ...]) -> int:
+    """How far (px) the blur ``drawn`` mixes pixels in an image of ``shape``: the margin a window needs."""
+    return drawn.reach(shape) if isinstance(drawn, CameraPath) else drawn.shape[0] // 2
+
+
+def blur_region(img: np.ndarray, drawn: Drawn, origin: tuple[int, int] = (0, 0),
+                full_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``img`` (float32 [0, 1], HW/HWC; a window at ``origin`` of an image of ``full_shape``) blurred by
+    ``drawn``; same shape."""
+    if isinstance(drawn, CameraPath):
+        return warp_average(img, drawn, origin, full_shape)
+    return convolve(img, drawn)
 
 
 def convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -105,7 +127,28 @@ class Quantize(Corruption):
         return (np.round(np.clip(img, 0, 1) * top) / top).astype(np.float32)
 
 
-CORRUPTIONS: Registry[type] = Registry("corruption", {"noise": Noise, "jpeg": Jpeg, "quantize": Quantize})
+@dataclass(frozen=True)
+class PoissonNoise(Corruption):
+    """Sensor noise as a camera makes it: Poisson (shot) noise whose variance is ``a`` x the signal (on
+    [0, 1]; ``a`` = 1 / photons at full scale) plus Gaussian read noise ``sigma``, with probability ``p``."""
+
+    a: Range = (0.0, 0.01)
+    sigma: Range = (0.0, 0.01)
+    p: float = 1.0
+    name = "poisson"
+
+    def draw(self, rng: np.random.Generator) -> tuple[float, float] | None:
+        """This image's (a, sigma), or None when skipped (probability 1 - p)."""
+        return None if rng.random() >= self.p else (draw(rng, self.a), draw(rng, self.sigma))
+
+    def apply(self, img: np.ndarray, setting: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+        a, sigma = setting
+        out = rng.poisson(np.clip(img, 0, 1) / a).astype(np.float32) * a if a > 0 else img
+        return np.clip(out + rng.standard_normal(img.shape, dtype=np.float32) * sigma, 0.0, 1.0)
+
+
+CORRUPTIONS: Registry[type] = Registry("corruption", {c.name: c for c in (Noise, PoissonNoise, Jpeg, Quantize)})
+BLURS: Registry[type] = Registry("blur", {b.name: b for b in (*KERNEL_BLURS, WarpBlur, RealisticBlur)})
 
 
 @dataclass(frozen=True)
@@ -115,9 +158,9 @@ class Degradation:
     blur: Any
     corruptions: tuple[Corruption, ...] = ()
 
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        """This image's blur kernel (draws from ``rng`` first, before any noise or JPEG)."""
-        return self.blur.kernel(rng)
+    def draw_blur(self, rng: np.random.Generator) -> Drawn:
+        """This image's blur: a kernel or a camera path (drawn from ``rng`` first, before any corruption)."""
+        return draw_blur(self.blur, rng)
 
     def finish(self, blurred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Apply the corruptions to an already blurred image."""
@@ -125,10 +168,12 @@ class Degradation:
             blurred = corruption(blurred, rng)
         return blurred
 
-    def apply(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(the degraded image: same shape, float32 [0, 1]; the kernel that blurred it)."""
-        kernel = self.kernel(rng)
-        return self.finish(convolve(img, kernel), rng), kernel
+    def apply(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the degraded image: same shape, float32 [0, 1]; the kernel that blurred it, None when the blur
+        varies across the image)."""
+        drawn = self.draw_blur(rng)
+        kernel = None if isinstance(drawn, CameraPath) else drawn
+        return self.finish(blur_region(img, drawn), rng), kernel
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The degraded image: same shape, float32 [0, 1]."""
@@ -164,7 +209,7 @@ def parse_degradation(spec: str) -> Degradation:
     """Build a degradation from its spec (see module docstring); raises ValueError when the spec is bad."""
     first, *rest = spec.split("+")
     deg = Degradation(_parse_part(first, BLURS), tuple(_parse_part(p, CORRUPTIONS) for p in rest))
-    deg.kernel(np.random.default_rng(0))  # fail now on a bad value, not in a Ray worker
+    deg.draw_blur(np.random.default_rng(0))  # fail now on a bad value, not in a Ray worker
     return deg
 
 
@@ -189,18 +234,18 @@ def window(shape: tuple[int, ...], size: int, rng: np.random.Generator, center: 
     return int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
 
 
-def blur_window(img: np.ndarray, kernel: np.ndarray, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def blur_window(img: np.ndarray, drawn: Drawn, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(sharp, blurred) float32 [0, 1] windows at (y, x) of HWC ``img`` (uint8, uint16 or float [0, 1]).
 
-    The blur is computed on the window plus a margin of the kernel's radius (as far as the image reaches),
-    so the result equals blurring the whole image and cropping, at a fraction of the cost. Only that
-    region is converted to float.
+    The blur is computed on the window plus a margin of its reach (as far as the image reaches), so the
+    result equals blurring the whole image and cropping, at a fraction of the cost. Only that region is
+    converted to float.
     """
     h, w = img.shape[:2]
-    r = kernel.shape[0] // 2
+    r = reach(drawn, img.shape)
     y0, x0 = max(0, y - r), max(0, x - r)
     region = to_float(img[y0 : min(h, y + size + r), x0 : min(w, x + size + r)])
-    blurred = convolve(region, kernel)[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
+    blurred = blur_region(region, drawn, (y0, x0), img.shape)[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
     return region[y - y0 : y - y0 + size, x - x0 : x - x0 + size], np.ascontiguousarray(blurred)
 
 
@@ -208,7 +253,7 @@ def degrade_crop(img: np.ndarray, deg: Degradation, size: int, rng: np.random.Ge
                  center: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(sharp, degraded) float32 [0, 1] ``size`` x ``size`` windows of HWC ``img`` (uint8, uint16 or float
     [0, 1]; size <= H, W): blurred as the whole image would be (:func:`blur_window`), then corrupted."""
-    kernel = deg.kernel(rng)
+    drawn = deg.draw_blur(rng)
     y, x = window(img.shape, size, rng, center)
-    sharp, blurred = blur_window(img, kernel, y, x, size)
+    sharp, blurred = blur_window(img, drawn, y, x, size)
     return sharp, deg.finish(blurred, rng)

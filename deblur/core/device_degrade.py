@@ -4,11 +4,11 @@ The loader (CPU) still draws everything random per crop from its ``rng``: the ke
 flip/rotation and each corruption's setting. For a crop whose corruptions are at most one additive noise,
 it ships only the sharp window with a margin of the batch's largest kernel radius, as uint8 when stored so
 (an eighth of the bytes of a float pair), and the kernel; the device blurs all of them with one grouped
-convolution and adds the noise. Crops whose draw includes a corruption the device cannot do (a JPEG round
-trip, quantisation, two noises) are degraded whole on the CPU, as :func:`deblur.core.training.degrade_batch`
-does, and ride along in the same batch. Blurring matches :func:`deblur.core.degrade.convolve` on the whole
-image (reflective borders at the image's edges): the margin is real neighbouring pixels, reflected only past
-the image edge.
+convolution and adds the noise. Crops whose draw includes what the device cannot do (a spatially varying
+blur, a JPEG round trip, quantisation, two noises) are degraded whole on the CPU, as
+:func:`deblur.core.training.degrade_batch` does, and ride along in the same batch. Blurring matches
+:func:`deblur.core.degrade.convolve` on the whole image (reflective borders at the image's edges): the
+margin is real neighbouring pixels, reflected only past the image edge.
 """
 
 from __future__ import annotations
@@ -78,18 +78,19 @@ def draw_batch(images: list[np.ndarray], deg: Degradation, patch: int, rng: np.r
                flips: bool = False) -> LoaderBatch:
     """A training batch of random crops of HWC ``images`` (uint8, uint16 or float [0, 1]) for :func:`finish`."""
     size = min(patch, *(min(im.shape[:2]) for im in images))
-    kernels = [deg.kernel(rng) for _ in images]
-    r = max(k.shape[0] for k in kernels) // 2
+    draws = [deg.draw_blur(rng) for _ in images]
+    r = max([k.shape[0] // 2 for k in draws if isinstance(k, np.ndarray)], default=0)
     dev: dict[str, list] = {"regions": [], "kernels": [], "sigmas": [], "index": []}
     cpu: dict[str, list] = {"cpu_degraded": [], "cpu_sharp": [], "cpu_index": []}
     windows = []
-    for i, (img, kernel) in enumerate(zip(images, kernels)):
+    for i, (img, kernel) in enumerate(zip(images, draws)):
         y, x = window(img.shape, size, rng)
         k = int(rng.integers(8)) if flips else 0
         windows.append((y, x, k))
-        draws = [(c, c.draw(rng)) for c in deg.corruptions]
-        applied = [(c, s) for c, s in draws if s is not None]
-        if all(isinstance(c, Noise) for c, _ in applied) and len(applied) <= 1:
+        settings = [(c, c.draw(rng)) for c in deg.corruptions]
+        applied = [(c, s) for c, s in settings if s is not None]
+        on_device = isinstance(kernel, np.ndarray) and all(isinstance(c, Noise) for c, _ in applied)
+        if on_device and len(applied) <= 1:
             dev["regions"].append(flip_array(margin_window(img, y, x, size, r), k))
             dev["kernels"].append(flip_array(_padded(kernel, r), k))
             dev["sigmas"].append(applied[0][1] if applied else 0.0)

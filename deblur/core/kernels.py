@@ -2,8 +2,11 @@
 defocus disk, and ``blind``, the family the default model learns.
 
 A *blur* is a frozen dataclass that draws one *kernel* per image (``blur.kernel(rng)``); blurs are
-registered by name in :data:`BLURS` and named first in a degradation spec (:mod:`deblur.core.degrade`).
-Every kernel is float32, odd-sized, centrally symmetric (so correlation equals convolution) and sums to 1.
+registered by name in :data:`deblur.core.degrade.BLURS` (with the spatially varying ones of
+:mod:`deblur.core.camera`) and named first in a degradation spec.
+Every kernel is float32, odd-sized and sums to 1; it is applied by correlation (OpenCV's ``filter2D``), which
+for the centrally symmetric ones equals convolution. Camera shake (``shake``) is not symmetric: its kernel
+is the path the camera's shake drew, centred on its centroid so the image does not shift.
 Each blur is a frozen dataclass whose range fields ``(low, high)`` are sampled uniformly per image from the
 ``rng`` passed to ``kernel``; equal bounds mean a fixed value. Shapes are drawn anti-aliased on an 8x finer
 grid and area-averaged down, so sub-pixel lengths and radii give distinct kernels.
@@ -17,7 +20,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deblur.core.registry import Registry
 
 Range = tuple[float, float]
 _SUPER = 8  # supersampling of drawn shapes
@@ -81,6 +83,39 @@ def defocus_kernel(radius: float) -> np.ndarray:
     cv2.circle(canvas, (round(c * 16), round(c * 16)), round(radius * _SUPER * 16), 1.0, -1, cv2.LINE_AA, 4)
     k = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
     return _normalised((k + k[::-1, ::-1]) / 2)
+
+
+def shake_trajectory(rng: np.random.Generator, length: float, anxiety: float, steps: int = 256) -> np.ndarray:
+    """A random camera-shake path (complex x + iy, ``steps`` points, total length ``length`` px), as
+    Boracchi & Foi (2012) draw them: an inertial random walk pulled back to its start (``centripetal``),
+    with Gaussian jitter and rare large jerks, both scaled by ``anxiety`` in [0, 1]."""
+    centripetal, jitter, jerks = 0.7 * rng.random(), 10 * rng.random(), 0.2 * rng.random()
+    step = length / (steps - 1)
+    u, normal = rng.random(steps), rng.standard_normal((steps, 2))
+    v = complex(np.exp(1j * rng.uniform(0, 2 * math.pi))) * step
+    x = [0j]
+    for t in range(steps - 1):
+        turn = 2 * v * complex(np.exp(1j * (math.pi + (u[t] - 0.5)))) if u[t] < jerks * anxiety else 0
+        v += turn + anxiety * (jitter * complex(normal[t, 0], normal[t, 1]) - centripetal * x[-1]) * step
+        v = v / abs(v) * step if v else step
+        x.append(x[-1] + v)
+    return np.array(x)
+
+
+def trajectory_kernel(path: np.ndarray) -> np.ndarray:
+    """The kernel a camera path draws (complex x + iy points, equal time apart): each point's time splatted
+    bilinearly, centred on the centroid."""
+    p = path - path.mean()
+    size = 2 * math.ceil(max(np.abs(p.real).max(), np.abs(p.imag).max())) + 3
+    c = size // 2
+    xs, ys = p.real + c, p.imag + c
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    fx, fy = xs - x0, ys - y0
+    k = np.zeros((size, size), np.float64)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            np.add.at(k, (y0 + dy, x0 + dx), wy * wx)
+    return _normalised(k)
 
 
 @dataclass(frozen=True)
@@ -153,6 +188,24 @@ class DefocusBlur:
 
 
 @dataclass(frozen=True)
+class ShakeBlur:
+    """Camera shake: a random curved trajectory of total ``length`` px (Boracchi & Foi 2012), of which the
+    shutter sees a fraction ``exposure`` (0.5..1: the same shake, shorter or longer exposures)."""
+
+    length: Range = (5.0, 60.0)
+    anxiety: Range = (0.0, 0.1)
+    exposure: Range = (0.5, 1.0)
+    name = "shake"
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        length, anxiety, exposure = draw(rng, self.length), draw(rng, self.anxiety), draw(rng, self.exposure)
+        if length <= 0 or not 0 < exposure <= 1:
+            raise ValueError(f"shake needs length > 0 and exposure in (0, 1], got {length}, {exposure}")
+        path = shake_trajectory(rng, length, anxiety)
+        return trajectory_kernel(path[: max(2, round(exposure * len(path)))])
+
+
+@dataclass(frozen=True)
 class BlindBlur:
     """The blind family: per image, linear motion with probability ``motion_share``, else isotropic
     Gaussian, anisotropic Gaussian or defocus with equal probability, each with its range below."""
@@ -179,5 +232,4 @@ class BlindBlur:
         return self.choose(rng).kernel(rng)
 
 
-BLURS: Registry[type] = Registry("blur", {cls.name: cls for cls in (
-    NoBlur, SeedBlur, GaussianBlur, AnisotropicBlur, MotionBlur, DefocusBlur, BlindBlur)})
+KERNEL_BLURS = (NoBlur, SeedBlur, GaussianBlur, AnisotropicBlur, MotionBlur, DefocusBlur, ShakeBlur, BlindBlur)

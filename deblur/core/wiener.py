@@ -17,10 +17,12 @@ QUANTISATION_SIGMA = 1.0 / (255.0 * math.sqrt(12))  # rounding to 8 bits, on [0,
 
 
 def otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The optical transfer function (real FFT) of ``kernel`` (centred, odd-sized) for ``shape`` (H, W)."""
+    """The optical transfer function (real FFT) for ``shape`` (H, W) of the blur that correlates with
+    ``kernel`` (centred, odd-sized; as :func:`deblur.core.degrade.convolve` applies it): the half-turned
+    kernel's transform, the same for the symmetric kernels."""
     padded = np.zeros(shape, np.float64)
     kh, kw = kernel.shape
-    padded[:kh, :kw] = kernel
+    padded[:kh, :kw] = kernel[::-1, ::-1]
     padded = np.roll(padded, (-(kh // 2), -(kw // 2)), axis=(0, 1))
     return np.fft.rfft2(padded)
 

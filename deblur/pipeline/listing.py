@@ -13,7 +13,8 @@ import posixpath
 
 import ray.data
 
-from deblur.core.storage import IMAGE_EXTENSIONS, filesystem, is_process_local, relative_key, to_pyarrow, unstrip
+from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_process_local, read_bytes, relative_key,
+                                 to_pyarrow, unstrip)
 from deblur.pipeline.rows import InputRow
 
 
@@ -31,7 +32,7 @@ def input_rows(source: str, output: str, fmt: str, done: frozenset[str]) -> ray.
     if single or is_process_local(fs):  # memory:// is invisible to workers: list and read it here
         rows = describe(base, output, [unstrip(fs, p) for p in ([root] if single else fs.find(root))], fmt, done)
         if is_process_local(fs):
-            rows = [{**r, "bytes": fs.cat_file(filesystem(r["path"])[1])} for r in rows]
+            rows = [{**r, "bytes": read_bytes(r["path"])} for r in rows]
         return ray.data.from_items(rows)
     entries = fs.ls(root, detail=True)
     rows = describe(base, output, [unstrip(fs, e["name"]) for e in entries if e["type"] == "file"], fmt, done)

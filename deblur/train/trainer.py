@@ -1,10 +1,17 @@
 """Data-parallel training with Ray Train V2 (``TorchTrainer``): CPU workers with gloo, GPUs with nccl.
 
 ``fit`` is the only function that takes a :class:`TrainConfig` apart. Workers rebuild it once from a
-dict and hand plain values to the steps below. Every epoch, each worker reports validation PSNR/SSIM
-and rank 0 saves a checkpoint (weights + the model's own settings + degradation + metrics) to ``output``;
-rerunning with the same ``output`` resumes from the latest checkpoint.
-"""
+dict and hand plain values to the functions below. Two ways to run:
+
+- by epochs (the article's recipe): every image once per epoch, degraded on the worker's own thread;
+  validation every epoch, a checkpoint every ``checkpoint_every`` epochs (``OUTPUT/epoch_NNNN``);
+- by steps or minutes: endless random crops made by ``loader_workers`` DataLoader processes per training
+  worker (:mod:`deblur.core.crops`: batch k depends only on seed, rank and k, so a resumed run sees the
+  same batches), bf16 and channels-last on GPUs; validation and a checkpoint every ``val_every`` steps
+  (``OUTPUT/step_NNNNNNNN``), with the optimiser state.
+
+Rerunning with the same ``output`` resumes from the latest checkpoint; ``init`` starts a new run from
+another checkpoint's weights."""
 
 from __future__ import annotations
 
@@ -30,8 +37,11 @@ from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
 from deblur.core.image import to_channels, to_float
 from deblur.core.storage import filesystem, is_local, to_pyarrow
-from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, training_batches,
-                                  validate)
+from deblur.core.crops import CropStream
+from deblur.core.crops import loader as crop_loader
+from deblur.core.device_degrade import LoaderBatch, finish
+from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
+                                  training_batches, validate)
 from deblur.runtime import ensure_ray
 from deblur.train.datasets import training_datasets
 
@@ -39,14 +49,16 @@ from deblur.train.datasets import training_datasets
 def fit(cfg: TrainConfig) -> str:
     """Train as ``cfg`` says (checked when it was built); returns the URI of the best checkpoint written
     under ``cfg.output``."""
+    if cfg.init:
+        checkpoint.load(checkpoint.resolve(cfg.init))  # fail now, in the driver, on an unreadable checkpoint
     ensure_ray()
     train_ds, val_ds = training_datasets(cfg.data, cfg.val_data, cfg.val_fraction)
     # Read and decode now, with every CPU, before the training workers hold them; the validation set is
     # always small enough, the training set unless ``--no-cache`` asks to stream it every epoch.
     val_ds = val_ds.materialize()
-    if cfg.cache:
+    if cfg.cache or cfg.by_steps:
         train_ds = train_ds.materialize()
-    if val_ds.count() == 0 or (cfg.cache and train_ds.count() == 0):
+    if val_ds.count() == 0 or ((cfg.cache or cfg.by_steps) and train_ds.count() == 0):
         raise ValueError("no training or validation images; use --val-data or a larger --val-fraction")
     trainer = TorchTrainer(
         train_loop,
@@ -83,39 +95,115 @@ def run_config(output: str, keep: int) -> RunConfig:
 
 
 def train_loop(config: dict) -> None:
-    """Per-worker entry point of the ``TorchTrainer``."""
+    """Per-worker entry point of the ``TorchTrainer``: by epochs (the article's recipe) or by steps."""
+    started = time.perf_counter()
     cfg = TrainConfig.from_dict(config)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    net = models.build(cfg.model, channels=cfg.channels, **(cfg.model_options or {})).to(device)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every run of this seed
+    net, name = initial_model(cfg)
+    net = net.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
     opt = optimizer(net, cfg.lr)
-    start = resume(net, opt)
-    model = ray.train.torch.prepare_model(net)
-    degradation = parse_degradation(cfg.degradation)
-    train = ShardImages(ray.train.get_dataset_shard("train"), cfg.cache, cfg.patches_per_image)
-    val = validation_pairs(ray.train.get_dataset_shard("val"), degradation, cfg.patch_size, cfg.channels, cfg.seed)
+    start = resume(net, opt, "step" if cfg.by_steps else "epoch")
+    run = Run(cfg, ray.train.torch.prepare_model(net), net, name, opt, device, rank, started)
+    channels = net.settings.channels
+    val = validation_pairs(ray.train.get_dataset_shard("val"), parse_degradation(cfg.degradation), cfg.patch_size,
+                           channels, cfg.seed)
+    train = ShardImages(ray.train.get_dataset_shard("train"), cfg.cache or cfg.by_steps, cfg.patches_per_image)
     per_worker = max(1, cfg.batch_size // world)
+    if cfg.by_steps:
+        stream = CropStream(train.all(), cfg.degradation, cfg.patch_size, per_worker, channels, cfg.seed, rank,
+                            cfg.flips, start, cfg.steps or None, cfg.degrade_on == "device")
+        train_by_steps(run, stream, val, start)
+        return
+    degradation = parse_degradation(cfg.degradation)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, epoch, rank])
         set_learning_rate(opt, learning_rate(cfg.lr, epoch / cfg.epochs, cfg.schedule))
-        batches = training_batches(train.epoch(rng), per_worker, degradation, cfg.patch_size, cfg.channels, rng,
+        batches = training_batches(train.epoch(rng), per_worker, degradation, cfg.patch_size, channels, rng,
                                    cfg.flips)
-        loss = train_epoch(model, opt, batches, cfg.loss, device, cfg.gpu)
-        results = {"train_loss": loss, **validate(model, val, device, cfg.gpu)}
-        results = {k: float(v) for k, v in all_mean(results, device).items()}
-        results.update(epoch=epoch + 1, epoch_s=time.perf_counter() - t0)
-        if rank == 0:
-            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss:.5f}  val PSNR {results['val_psnr']:.2f} dB "
-                  f"(blurred {results['val_psnr_blurred']:.2f})  SSIM {results['val_ssim']:.4f}  "
-                  f"{results['epoch_s']:.1f}s", flush=True)
+        loss = train_epoch(run.model, opt, batches, cfg.loss, device, cfg.gpu)
+        results = run.validate(loss, val, epoch=epoch + 1, epoch_s=time.perf_counter() - t0)
+        run.say(f"epoch {epoch + 1}/{cfg.epochs}", results, f"{results['epoch_s']:.1f}s")
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-            report(results, net, opt, cfg, rank)
+            run.report(results, f"epoch_{epoch + 1:04d}")
 
 
-def resume(net: nn.Module, opt: torch.optim.Optimizer) -> int:
-    """Load the latest checkpoint of this run, if any, into ``net``/``opt``; returns the epochs done."""
+def initial_model(cfg: TrainConfig) -> tuple[nn.Module, str]:
+    """(the network to train, its registered name): ``cfg.init``'s weights and settings, or a new one."""
+    if cfg.init:
+        net, config = checkpoint.load(checkpoint.resolve(cfg.init))
+        return net.train(), config["model"]
+    return models.build(cfg.model, channels=cfg.channels, **(cfg.model_options or {})), cfg.model
+
+
+class Run:
+    """One worker's training run: validation, the printed line, and reports with checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, net: nn.Module, name: str, opt: torch.optim.Optimizer,
+                 device: torch.device, rank: int, started: float) -> None:
+        self.cfg, self.model, self.net, self.name, self.opt = cfg, model, net, name, opt
+        self.device, self.rank, self.started = device, rank, started
+
+    def validate(self, loss: float, val: list, **extra: float) -> dict[str, float]:
+        """Training loss and validation metrics, averaged over all workers, plus ``extra``."""
+        results = {"train_loss": loss, **validate(self.model, val, self.device, self.cfg.gpu)}
+        return {**{k: float(v) for k, v in all_mean(results, self.device).items()}, **extra}
+
+    def say(self, where: str, results: dict[str, float], extra: str) -> None:
+        if self.rank == 0:
+            print(f"{where}  loss {results['train_loss']:.5f}  val PSNR {results['val_psnr']:.2f} dB "
+                  f"(blurred {results['val_psnr_blurred']:.2f})  SSIM {results['val_ssim']:.4f}  {extra}", flush=True)
+
+    def report(self, results: dict, directory: str) -> None:
+        """``ray.train.report`` on every rank; rank 0 attaches the checkpoint (weights, optimiser, where)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if self.rank == 0:
+                where = {k: int(results[k]) for k in ("epoch", "step") if k in results}
+                meta = {"degradation": self.cfg.degradation, "metrics": results, **where, "train": self.cfg.to_dict()}
+                checkpoint.save(tmp, self.net, self.name, meta, self.opt)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(results, checkpoint=ckpt, checkpoint_dir_name=directory)
+
+
+def train_by_steps(run: Run, stream: CropStream, val: list, start: int) -> None:
+    """Steps ``start`` .. ``cfg.steps`` (or until ``cfg.minutes`` have passed, at the next validation) on
+    batches from ``stream``; validation, a printed line and a checkpoint every ``cfg.val_every`` steps."""
+    cfg, device = run.cfg, run.device
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    t0, losses, budget = time.perf_counter(), [], cfg.minutes * 60
+    for step, batch in enumerate(crop_loader(stream, cfg.loader_workers, device.type == "cuda"), start=start):
+        progress = step / cfg.steps if cfg.steps else min((time.perf_counter() - t0) / budget, 1.0)
+        set_learning_rate(run.opt, learning_rate(cfg.lr, progress, cfg.schedule))
+        if isinstance(batch, LoaderBatch):
+            x, y = finish(batch, device)
+        else:
+            x, y = (t.to(device, non_blocking=True) for t in batch)
+        x, y = x.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
+        losses.append(train_step(run.model, run.opt, x, y, cfg.loss, device, cfg.gpu, cfg.clip))
+        if step == start and run.rank == 0:
+            print(f"first step {time.perf_counter() - run.started:.1f}s after the worker started", flush=True)
+        last = step + 1 == cfg.steps
+        if (step + 1) % cfg.val_every and not last:
+            continue
+        seconds = time.perf_counter() - t0
+        results = run.validate(float(np.mean(losses)), val, step=step + 1, seconds=seconds,
+                               steps_per_s=(step + 1 - start) / seconds)
+        over_time = all_mean({"over": float(bool(budget) and seconds >= budget)}, device)["over"] > 0  # all agree
+        run.say(f"step {step + 1}" + (f"/{cfg.steps}" if cfg.steps else ""), results,
+                f"{results['steps_per_s']:.1f} steps/s")
+        run.report(results, f"step_{step + 1:08d}")
+        losses = []
+        if last or over_time:
+            break
+
+
+def resume(net: nn.Module, opt: torch.optim.Optimizer, unit: str) -> int:
+    """Load the latest checkpoint of this run, if any, into ``net``/``opt``; returns the epochs or steps
+    (``unit``) done."""
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return 0
@@ -124,19 +212,8 @@ def resume(net: nn.Module, opt: torch.optim.Optimizer) -> int:
     net.load_state_dict(weights)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    print(f"resuming after epoch {config['epoch']}", flush=True)
-    return int(config["epoch"])
-
-
-def report(results: dict, net: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, rank: int) -> None:
-    """``ray.train.report`` on every rank; rank 0 attaches the checkpoint."""
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = None
-        if rank == 0:
-            meta = {"degradation": cfg.degradation, "metrics": results, "epoch": results["epoch"], "train": cfg.to_dict()}
-            checkpoint.save(tmp, net, cfg.model, meta, opt)
-            ckpt = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(results, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{results['epoch']:04d}")
+    print(f"resuming after {unit} {config[unit]}", flush=True)
+    return int(config[unit])
 
 
 class ShardImages:
@@ -150,16 +227,21 @@ class ShardImages:
         for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy"):
             yield from batch["image"]
 
+    def all(self) -> list[np.ndarray]:
+        """Every image of this worker's shard (read once, then cached)."""
+        if self.images is None:
+            self.images = list(self._stream())
+        return self.images
+
     def epoch(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
         """Images for one epoch (uint8/uint16, HW/HWC), each ``repeat`` times; shuffled when cached."""
         if not self.cache:
             for img in self._stream():
                 yield from [img] * self.repeat
             return
-        if self.images is None:
-            self.images = list(self._stream())
-        for i in rng.permutation(len(self.images) * self.repeat):
-            yield self.images[i % len(self.images)]
+        images = self.all()
+        for i in rng.permutation(len(images) * self.repeat):
+            yield images[i % len(images)]
 
 
 def validation_pairs(shard: ray.data.DataIterator, degradation: Degradation, patch: int, channels: int,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deblur.core.degrade import convolve, parse_degradation
+from deblur.core.degrade import blur_region, convolve, parse_degradation
 from deblur.core.device_degrade import draw_batch, finish
 from deblur.core.flips import flip_array
 from deblur.core.image import to_float
@@ -38,7 +38,10 @@ def _hwc(t: torch.Tensor) -> np.ndarray:
     return t.permute(1, 2, 0).numpy()
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+KERNEL_SPECS = sorted(set(SPECS) - {"warp", "real"})  # one kernel per image: the device can blur them
+
+
+@pytest.mark.parametrize("name", KERNEL_SPECS)
 @pytest.mark.parametrize("flips", [False, True])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_device_blur_equals_blurring_the_whole_image(name, flips, dtype):
@@ -59,7 +62,7 @@ def test_device_blur_equals_blurring_the_whole_image(name, flips, dtype):
 def test_jpeg_crops_are_degraded_on_the_cpu_and_keep_their_place():
     images = _images()
     deg = parse_degradation("gaussian:sigma=1+jpeg:quality=70,p=0.5")
-    kernel = deg.kernel(np.random.default_rng(0))
+    kernel = deg.draw_blur(np.random.default_rng(0))
     batch = draw_batch(images, deg, PATCH, np.random.default_rng(2), flips=True)
     on_cpu = set(batch.cpu_index.tolist())
     assert on_cpu and len(on_cpu) < len(images) and on_cpu.isdisjoint(batch.index.tolist())
@@ -90,3 +93,18 @@ def test_device_noise_has_the_drawn_sigma_and_skips_when_not_drawn():
             assert 0.03 <= sigmas[j] <= 0.06
             assert abs(float(residual.std()) - sigmas[j]) < 0.1 * sigmas[j]
             assert abs(float(residual.mean())) < 0.005
+
+
+def test_spatially_varying_blur_is_done_on_the_cpu_as_the_whole_image_would_be():
+    images = _images()
+    deg = parse_degradation("real:shake_share=0.3,warp_share=0.5")
+    batch = draw_batch(images, deg, PATCH, np.random.default_rng(4), flips=True)
+    assert len(batch.cpu_index) and len(batch.index)  # warps on the CPU, kernels on the device
+    degraded, sharp = finish(batch, torch.device("cpu"))
+    rng = np.random.default_rng(4)
+    draws = [deg.draw_blur(rng) for _ in images]  # draw_batch draws every blur first
+    for i in batch.cpu_index.tolist():
+        y, x, k = (int(v) for v in batch.windows[i])
+        whole = blur_region(to_float(images[i]), draws[i])
+        np.testing.assert_allclose(_hwc(degraded[i]), flip_array(whole[y : y + PATCH, x : x + PATCH], k), atol=2e-5)
+        np.testing.assert_allclose(_hwc(sharp[i]), flip_array(to_float(images[i])[y : y + PATCH, x : x + PATCH], k))

@@ -4,7 +4,7 @@ import torch
 
 from deblur.core import models
 from deblur.core.degrade import parse_degradation
-from deblur.core.kernels import BLURS
+from deblur.core.degrade import BLURS
 from deblur.core.training import LOSSES, SCHEDULES, learning_rate, loss_fn, optimizer, train_step, training_batches
 from tests.conftest import textured
 from tests.core.test_degrade import SPECS

@@ -7,13 +7,14 @@ from deblur.core.wiener import noise_sigma_of, otf, wiener
 from tests.conftest import textured
 
 BLURS = ["seed", "gaussian:sigma=2", "anisotropic:sigma_x=2.5,sigma_y=0.5,angle=30", "motion:length=9,angle=20",
-         "defocus:radius=2.5"]
+         "defocus:radius=2.5",
+         "shake:length=15,exposure=1"]
 
 
 def test_otf_multiplication_is_the_same_convolution():
     rng = np.random.default_rng(0)
     img = rng.random((50, 60)).astype(np.float32)
-    k = parse_degradation("motion:length=9,angle=30").kernel(rng)
+    k = parse_degradation("shake:length=20").draw_blur(rng)  # not symmetric: correlation, not convolution
     circular = np.fft.irfft2(np.fft.rfft2(img) * otf(k, img.shape), s=img.shape)
     np.testing.assert_allclose(circular[10:-10, 10:-10], convolve(img[..., None], k)[10:-10, 10:-10, 0], atol=1e-5)
 
@@ -22,7 +23,7 @@ def test_otf_multiplication_is_the_same_convolution():
 def test_wiener_with_the_true_kernel_undoes_most_of_a_blur(spec):
     sharp = textured(96, 128, 3, seed=3).astype(np.float32) / 255
     deg = parse_degradation(spec)
-    kernel = deg.kernel(np.random.default_rng(0))
+    kernel = deg.draw_blur(np.random.default_rng(0))
     blurred = np.round(convolve(sharp, kernel) * 255) / 255  # stored as 8 bits
     restored = wiener(blurred.astype(np.float32), kernel)
     assert restored.shape == sharp.shape and restored.dtype == np.float32

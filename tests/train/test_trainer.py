@@ -64,3 +64,36 @@ def test_bad_settings_fail_before_any_work(photo_folder, tmp_path, field, value,
     with pytest.raises(ValueError, match=message):
         TrainConfig(data=str(photo_folder), output=str(tmp_path / "run"), **{field: value})
     assert not (tmp_path / "run").exists()
+
+
+def _steps(output) -> dict[int, dict]:
+    out = {}
+    for d in os.listdir(output):
+        if d.startswith("step_"):
+            with open(os.path.join(output, d, "config.json")) as f:
+                out[int(d[5:])] = json.load(f)
+    return out
+
+
+def test_steps_resume_exactly_and_init_fine_tunes(ray_cluster, photo_folder, tmp_path):
+    """By steps: a run stopped at step 4 and resumed to 6 (with a different number of loader workers)
+    follows the uninterrupted run's trajectory: optimiser state, schedule position and data are restored."""
+    common = dict(data=str(photo_folder), val_data=str(photo_folder), model="unet", channels=3,
+                  model_options={"width": 8}, degradation="real+noise:sigma=0.01", batch_size=4, patch_size=32,
+                  lr=2e-3, flips=True, val_every=2, keep_checkpoints=10)
+    fit(TrainConfig(output=str(tmp_path / "straight"), steps=6, loader_workers=2, **common))
+    fit(TrainConfig(output=str(tmp_path / "resumed"), steps=4, loader_workers=0, **common))
+    fit(TrainConfig(output=str(tmp_path / "resumed"), steps=6, loader_workers=1, **common))
+    straight, resumed = _steps(tmp_path / "straight"), _steps(tmp_path / "resumed")
+    assert sorted(straight) == sorted(resumed) == [2, 4, 6]
+    for step in (2, 4, 6):
+        a, b = straight[step]["metrics"], resumed[step]["metrics"]
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5), step
+        assert b["val_psnr"] == pytest.approx(a["val_psnr"], abs=1e-4), step
+    assert straight[6]["step"] == 6 and straight[6]["train"]["steps"] == 6
+
+    tuned = fit(TrainConfig(output=str(tmp_path / "tuned"), init=str(tmp_path / "straight"), steps=2,
+                            data=str(photo_folder), val_data=str(photo_folder), batch_size=4, patch_size=32,
+                            val_every=2, lr=1e-4, degradation="real+noise:sigma=0.01"))
+    model, config = checkpoint.load(tuned)
+    assert config["model"] == "unet" and config["settings"]["width"] == 8 and config["train"]["init"]
