@@ -7,11 +7,12 @@ SPRITE ?= $(DATA)/fashion-mnist-sprite/fashion-mnist-sprite.png
 # the moderate blurs of the photo targets, one evaluation each
 PHOTO_DEGRADATIONS := gaussian:sigma=1..2.5 motion:length=9 defocus:radius=2.5
 NOISE := +noise:sigma=0.005
-# the default model's training photos (the three demo photos held out for validation) and its fine-tuning family
-PHOTO_TRAIN := --data data/kodak-train --data $(DATA)/unsplash13 --downscale 1 --downscale 3 --val deblur/assets/samples/photos
-MOTION_HEAVY := blind:motion_share=0.45+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3
+# the default model's training family: realistic blur (camera shake, spatially varying camera motion, the
+# blind kernels), sensor noise and JPEG; the realistic evaluation set's degradations (one evaluation each)
+REALISTIC := real+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3
+REAL_EVAL := shake:length=15..45+poisson:a=0.002,sigma=0.003 warp:shift=4..10,rotation=0.3..1+poisson:a=0.002,sigma=0.003
 
-.PHONY: demo test install bench article article-fashion-mnist sprite-unet default-model eval-sprite eval-photos figures clean
+.PHONY: demo test install bench article article-fashion-mnist sprite-unet default-model eval-sprite eval-photos eval-real figures clean
 
 demo: $(VENV)/.installed  ## install, then blur/de-blur the bundled photos and write a before/after picture
 	$(BIN)/deblur demo --output demo-output
@@ -39,25 +40,24 @@ article-fashion-mnist: $(VENV)/.installed  ## the article exactly: Fashion-MNIST
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
 	$(BIN)/deblur eval --model outputs/article-fmnist --data data/sprite/eval --degradation seed --output outputs/article-fmnist-eval
 
-sprite-unet: $(VENV)/.installed  ## the default architecture on sprite tiles 0-539 (6.5 GPU-min + 25 CPU-min; checkpoints/README.md)
-	$(BIN)/python scripts/train_single.py --sprite $(SPRITE) --channels 1 --degradation seed --patch 28 --batch 128 \
-		--loss psnr --flips --clip 1 --lr 1e-3 --minutes 6.5 --val-every 30 --loader-workers 3 --output outputs/sprite-unet
-	$(BIN)/python scripts/train_single.py --init outputs/sprite-unet --sprite $(SPRITE) --channels 1 --degradation seed \
-		--patch 28 --batch 64 --loss psnr --flips --mixup 0.5 --clip 1 --lr 2e-4 --minutes 25 --val-every 60 \
-		--loader-workers 1 --output outputs/sprite-unet-ft
+sprite-unet: $(VENV)/.installed  ## the default architecture on the sprite's training tiles (checkpoints/README.md)
+	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
+	$(BIN)/deblur train --data data/sprite/train --output outputs/sprite-unet --model unet --channels 1 \
+		--degradation seed --patch-size 28 --batch-size 128 --loss psnr --schedule cosine --flips --clip 1 --lr 1e-3 \
+		--minutes 6.5 --val-every 1000 --loader-workers 3 --gpu
+	$(BIN)/deblur train --data data/sprite/train --output outputs/sprite-unet-ft --init outputs/sprite-unet \
+		--degradation seed --patch-size 28 --batch-size 64 --loss psnr --schedule cosine --flips --mixup 0.5 --clip 1 \
+		--lr 2e-4 --minutes 25 --val-every 500 --loader-workers 1
 
-default-model: $(VENV)/.installed  ## the shipped weights' recipe (GPU: 18 min; see deblur/assets/default/README.md)
-	mkdir -p data/kodak-train && cp $(DATA)/kodak24/*.png data/kodak-train/ && \
-		rm -f data/kodak-train/kodim03.png data/kodak-train/kodim19.png data/kodak-train/kodim23.png
-	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --flips --clip 1 --lr 1e-3 --batch 32 --patch 128 \
-		--minutes 6.5 --val-every 40 --loader-workers 11 --output outputs/default-model/base
-	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --init outputs/default-model/base --degradation "$(MOTION_HEAVY)" \
-		--loss psnr --flips --clip 1 --lr 1e-3 --batch 128 --channels-last --patch 128 --minutes 8 \
-		--val-every 40 --loader-workers 14 --output outputs/default-model/ft1
-	$(BIN)/python scripts/train_single.py $(PHOTO_TRAIN) --init outputs/default-model/ft1 --degradation "$(MOTION_HEAVY)" \
-		--loss psnr --flips --clip 1 --lr 3e-4 --batch 128 --channels-last --patch 128 --minutes 3.3 \
-		--val-every 30 --loader-workers 14 --output outputs/default-model/ft2
-	$(BIN)/python -c "from deblur.core import checkpoint; checkpoint.export('outputs/default-model/ft2', 'deblur/assets/default')"
+data/photos-train: $(VENV)/.installed  ## Kodak (but the three demo photos) and the Unsplash photos downscaled 3x
+	mkdir -p $@ && cp $(DATA)/kodak24/*.png $@/ && rm -f $@/kodim03.png $@/kodim19.png $@/kodim23.png
+	$(BIN)/deblur degrade --input $(DATA)/unsplash13 --output $@/unsplash --degradation none --downscale 3
+
+default-model: data/photos-train  ## train the default model on one GPU (the demo photos validate), then ship it
+	$(BIN)/deblur train --data data/photos-train --val-data deblur/assets/samples/photos --output outputs/default-model \
+		--init deblur/assets/default --degradation "$(REALISTIC)" --loss psnr --schedule cosine --flips --clip 1 \
+		--lr 3e-4 --batch-size 128 --patch-size 128 --minutes $(or $(MINUTES),10) --val-every 500 --loader-workers 14 --gpu
+	$(BIN)/python -c "from deblur.core import checkpoint; checkpoint.export('outputs/default-model', 'deblur/assets/default')"
 
 bench: $(VENV)/.installed  ## pipeline throughput and training-step speed on this machine (figures printed)
 	$(BIN)/python bench/throughput.py --images 16
@@ -70,6 +70,11 @@ eval-sprite: $(VENV)/.installed  ## both sprite models on evaluation tiles 600-8
 	$(BIN)/deblur eval --model checkpoints/sprite-unet --data data/sprite/eval --degradation seed --self-ensemble \
 		--output outputs/eval/sprite-unet-x8
 
+eval-real: $(VENV)/.installed  ## the shipped model on the realistic evaluation set (evaluation photos, shake/warp)
+	$(BIN)/python scripts/sample_photos.py data/eval-photos
+	for b in $(REAL_EVAL); do $(BIN)/deblur eval --data data/eval-photos --degradation "$$b" \
+		--output outputs/eval/real-$${b%%:*} || exit 1; done
+
 eval-photos: $(VENV)/.installed  ## the shipped model on scikit-image's sample photos (evaluation only), each blur
 	$(BIN)/python scripts/sample_photos.py data/eval-photos
 	for b in $(PHOTO_DEGRADATIONS); do $(BIN)/deblur eval --data data/eval-photos --degradation "$$b$(NOISE)" \
@@ -77,6 +82,7 @@ eval-photos: $(VENV)/.installed  ## the shipped model on scikit-image's sample p
 
 figures: eval-sprite eval-photos  ## copy the evaluation reports into docs/ for the README
 	mkdir -p docs
+	$(BIN)/python scripts/blur_figure.py docs/blurs.jpg
 	cp outputs/eval/sprite-seed/report.png docs/sprite-seed.png
 	cp outputs/eval/sprite-unet/report.png docs/sprite-unet.png
 	for b in gaussian motion defocus; do $(BIN)/python -c "import cv2, sys; \

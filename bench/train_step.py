@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from deblur.core import device_degrade, models
+from deblur.core import models
+from deblur.core.crops import CropStream
 from deblur.core.degrade import DEFAULT_DEGRADATION, parse_degradation
-from deblur.core.training import degrade_batch, optimizer, train_step
+from deblur.core.training import optimizer, train_step
 
 
 def measure(model_name: str, channels: int, batch: int, patch: int, channels_last: bool, seconds: float,
@@ -43,20 +44,16 @@ def measure(model_name: str, channels: int, batch: int, patch: int, channels_las
     return steps * batch * patch * patch / (time.perf_counter() - start) / 1e6
 
 def measure_loader(spec: str, batch: int, patch: int, on_device: bool, seconds: float) -> float:
-    """Megapixels per second one loader worker (one thread) prepares: full CPU degradation, or the
-    loader's share of ``deblur.core.device_degrade``; on 768x512 uint8 images of smooth noise."""
+    """Megapixels per second one loader worker (one thread) prepares: the training stream's batches
+    (:class:`deblur.core.crops.CropStream`), fully degraded on the CPU or left to the device for blur and
+    noise; on 768x512 uint8 images of smooth noise."""
     cv2.setNumThreads(1)
     rng = np.random.default_rng(0)
     images = [cv2.resize((rng.random((64, 96, 3)) * 255).astype(np.uint8), (768, 512)) for _ in range(8)]
+    stream = CropStream(images, spec, patch, batch, 3, seed=0, flips=True, on_device=on_device)
     deg, steps, start = parse_degradation(spec), 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        crops = [images[int(rng.integers(len(images)))] for _ in range(batch)]
-        if on_device:
-            device_degrade.draw_batch(crops, deg, patch, rng, flips=True)
-        else:
-            b, s = degrade_batch(crops, deg, patch, rng, flips=True)
-            for a in (b, s):  # the NCHW copies that path's loader makes too
-                torch.from_numpy(a.transpose(0, 3, 1, 2).copy())
+        stream.make(steps, deg)
         steps += 1
     return steps * batch * patch * patch / (time.perf_counter() - start) / 1e6
 
@@ -68,26 +65,31 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, action="append", default=[])
     p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--degradation", "--blur", dest="degradation", default=DEFAULT_DEGRADATION,
-                   help="degradation spec for the loader figures")
+    p.add_argument("--degradation", "--blur", dest="degradation", action="append", default=[],
+                   help=f"degradation spec(s) for the loader figures (default: {DEFAULT_DEGRADATION})")
+    p.add_argument("--loader-only", action="store_true", help="measure the loader only, not training steps")
     p.add_argument("--json")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     rows = []
-    for batch in args.batch or [32, 64, 128]:
+    for batch in [] if args.loader_only else args.batch or [32, 64, 128]:
         for channels_last in (False, True):
             mpx = measure(args.model, args.channels, batch, args.patch, channels_last, args.seconds, device)
             rows.append({"batch": batch, "channels_last": channels_last, "mpx_per_s": round(mpx, 2)})
             print(f"{args.model} on {device}: batch {batch:4d} x {args.patch}^2, channels_last={channels_last!s:5}: "
                   f"{mpx:8.2f} Mpx/s", flush=True)
-    best = max(rows, key=lambda r: r["mpx_per_s"])
-    print(f"fastest: batch {best['batch']}, channels_last={best['channels_last']}")
+    best = max(rows, key=lambda r: r["mpx_per_s"]) if rows else None
+    if best:
+        print(f"fastest: batch {best['batch']}, channels_last={best['channels_last']}")
     loader = {}
-    for where in ("loader", "device"):
-        loader[where] = round(measure_loader(args.degradation, 32, args.patch, where == "device", args.seconds), 2)
-        print(f"one loader worker, blur and noise on the {where}: {loader[where]:8.2f} Mpx/s", flush=True)
-    print(f"loader speed-up from --degrade-on device: {loader['device'] / loader['loader']:.2f}x")
+    for spec in args.degradation or [DEFAULT_DEGRADATION]:
+        loader[spec] = {}
+        for where in ("loader", "device"):
+            loader[spec][where] = round(measure_loader(spec, 32, args.patch, where == "device", args.seconds), 2)
+            print(f"one loader worker, {spec}, blur and noise on the {where}: {loader[spec][where]:8.2f} Mpx/s",
+                  flush=True)
+        print(f"loader speed-up from --degrade-on device: {loader[spec]['device'] / loader[spec]['loader']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "best": best, "loader_mpx_per_s": loader}, f, indent=2)

@@ -82,6 +82,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "blur and noise are applied to crops, in the loader or on the training device (default: %(default)s)")
     p.add_argument("--init", help="start from this checkpoint's weights (its model and settings): fine-tuning")
     p.add_argument("--clip", type=float, default=T.clip, help="gradient norm clipping (0: off; default: %(default)s)")
+    p.add_argument("--mixup", type=float, default=T.mixup, help="with --steps/--minutes: share of crops cut from a "
+                   "blend of two same-sized images (blur is linear; default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=T.batch_size, help="global batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=T.lr, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--loss", default=T.loss, choices=training.LOSSES.names(), help="loss (default: %(default)s)")

@@ -81,7 +81,8 @@ class TrainConfig(_Config):
     epochs), or by ``steps`` or ``minutes`` when either is set (endless random crops made by
     ``loader_workers`` processes per training worker; validation and a checkpoint every ``val_every``
     steps). ``init`` starts from a checkpoint's weights (its model and settings); ``clip`` bounds the
-    gradient norm; ``degrade_on`` = device leaves blur and noise to the training device.
+    gradient norm; ``degrade_on`` = device leaves blur and noise to the training device; ``mixup`` is the
+    share of crops cut from a blend of two images.
     """
 
     data: str
@@ -114,6 +115,7 @@ class TrainConfig(_Config):
     init: str | None = None
     clip: float = 0.0
     degrade_on: str = "loader"
+    mixup: float = 0.0
 
     @property
     def by_steps(self) -> bool:
@@ -129,6 +131,7 @@ class TrainConfig(_Config):
         _require(self.steps >= 0 and self.minutes >= 0, "steps and minutes must be >= 0")
         _require(self.val_every >= 1 and self.loader_workers >= 0, "val-every must be >= 1, loader-workers >= 0")
         _require(self.clip >= 0, f"clip must be >= 0, got {self.clip}")
+        _require(0 <= self.mixup <= 1, f"mixup must be in [0, 1], got {self.mixup}")
         check_degradation(self.degradation)
         training.LOSSES[self.loss]
         training.SCHEDULES[self.schedule]

@@ -17,7 +17,7 @@ import torch
 
 from deblur.core import device_degrade
 from deblur.core.degrade import parse_degradation
-from deblur.core.image import to_channels
+from deblur.core.image import to_channels, to_float
 from deblur.core.training import degrade_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor] | device_degrade.LoaderBatch
@@ -30,10 +30,11 @@ class CropStream(torch.utils.data.IterableDataset):
 
     def __init__(self, images: list[np.ndarray], degradation: str, patch: int, batch: int, channels: int,
                  seed: int, rank: int = 0, flips: bool = False, start: int = 0, stop: int | None = None,
-                 on_device: bool = False) -> None:
+                 on_device: bool = False, mixup: float = 0.0) -> None:
         self.images = [to_channels(im, channels) for im in images]
         self.degradation, self.patch, self.batch, self.flips = degradation, patch, batch, flips
         self.seed, self.rank, self.start, self.stop, self.on_device = seed, rank, start, stop, on_device
+        self.mixup = mixup
 
     def steps(self) -> Iterator[int]:
         """The steps this loader worker makes (all of them without workers)."""
@@ -45,12 +46,24 @@ class CropStream(torch.utils.data.IterableDataset):
         """Batch ``step`` (a pure function of seed, rank and step)."""
         deg = deg or parse_degradation(self.degradation)
         rng = np.random.default_rng([self.seed, self.rank, step])
-        picks = [self.images[int(i)] for i in rng.integers(len(self.images), size=self.batch)]
+        picks = [self.pick(rng) for _ in range(self.batch)]
         if self.on_device:
             return device_degrade.draw_batch(picks, deg, self.patch, rng, self.flips)
         degraded, sharp = degrade_batch(picks, deg, self.patch, rng, self.flips)
         return (torch.from_numpy(np.ascontiguousarray(degraded.transpose(0, 3, 1, 2))),
                 torch.from_numpy(np.ascontiguousarray(sharp.transpose(0, 3, 1, 2))))
+
+    def pick(self, rng: np.random.Generator) -> np.ndarray:
+        """An image, or with probability ``mixup`` a blend of two of the same size (float32 [0, 1]): blur is
+        linear, so a blend and its blurred blend are as valid a pair as the originals, and there are far more of them."""
+        a = self.images[int(rng.integers(len(self.images)))]
+        if self.mixup <= 0 or rng.random() >= self.mixup:
+            return a
+        b = self.images[int(rng.integers(len(self.images)))]
+        if a.shape != b.shape:
+            return a
+        t = float(rng.uniform())
+        return (t * to_float(a) + (1 - t) * to_float(b)).astype(np.float32)
 
     def __iter__(self) -> Iterator[Batch]:
         cv2.setNumThreads(1)  # one thread per loader worker: the workers are the parallelism

@@ -114,7 +114,7 @@ def train_loop(config: dict) -> None:
     per_worker = max(1, cfg.batch_size // world)
     if cfg.by_steps:
         stream = CropStream(train.all(), cfg.degradation, cfg.patch_size, per_worker, channels, cfg.seed, rank,
-                            cfg.flips, start, cfg.steps or None, cfg.degrade_on == "device")
+                            cfg.flips, start, cfg.steps or None, cfg.degrade_on == "device", cfg.mixup)
         train_by_steps(run, stream, val, start)
         return
     degradation = parse_degradation(cfg.degradation)

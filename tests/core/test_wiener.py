@@ -33,3 +33,5 @@ def test_wiener_with_the_true_kernel_undoes_most_of_a_blur(spec):
 def test_noise_sigma_of_a_spec():
     assert noise_sigma_of(parse_degradation("seed").corruptions) == 0
     assert noise_sigma_of(parse_degradation("seed+noise:sigma=0.01..0.03,p=0.5+jpeg").corruptions) == pytest.approx(0.01)
+    poisson = parse_degradation("seed+poisson:a=0.002,sigma=0.003").corruptions
+    assert noise_sigma_of(poisson) == pytest.approx((0.002 / 2 + 0.003**2) ** 0.5)
