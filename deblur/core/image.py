@@ -18,11 +18,15 @@ OUTPUT_FORMATS = ("png", "jpg", "webp")
 
 
 def probe(data: bytes) -> tuple[int, int, int] | None:
-    """(width, height, EXIF orientation 1..8) from the header alone, or None when Pillow cannot tell."""
+    """(width, height, EXIF orientation 1..8) from the header alone, or None when Pillow cannot tell.
+
+    Raises ValueError for a header that declares more pixels than Pillow will open (a decompression bomb)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
             return im.width, im.height, int(orientation) if orientation in range(1, 9) else 1
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image too large to decode safely ({e})") from None
     except Exception:  # Pillow knows fewer formats than OpenCV: let the decoder have its say
         return None
 
@@ -44,7 +48,10 @@ def decode(data: bytes, max_megapixels: float = 0.0) -> np.ndarray:
     head = probe(data)
     if head and max_megapixels and head[0] * head[1] > max_megapixels * 1e6:
         raise ValueError(f"image too large: {head[0]}x{head[1]} is over {max_megapixels:g} megapixels")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # never rotates: EXIF is applied below
+    try:  # never rotates: EXIF is applied below
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # e.g. over OpenCV's own pixel limit
+        raise ValueError(f"not a decodable image ({str(e).strip().splitlines()[-1]})") from None
     if img is None:
         raise ValueError("not a decodable image")
     if img.ndim == 3 and img.shape[2] == 1:

@@ -62,3 +62,24 @@ def test_float_conversions_round_trip():
 def test_encode_refusal_is_a_clear_error(img):
     with pytest.raises(ValueError, match="could not encode"):
         image.encode(img, "jpg")
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A small, valid 1-bit grey PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(bytes((width + 7) // 8 + 1) * height, 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("limit", [200.0, 0.0])
+def test_a_decompression_bomb_is_refused_from_its_header(limit):
+    data = bomb_png(20_000, 20_000)  # 400 megapixels in a few tens of kB
+    assert len(data) < 200_000
+    with pytest.raises(ValueError, match="too large"):
+        image.decode(data, limit)

@@ -10,6 +10,7 @@ from deblur.core.image import decode, encode
 from deblur.pipeline import sinks
 from deblur.pipeline.run import run
 from tests.conftest import textured, write_image
+from tests.core.test_image import bomb_png
 
 
 def _run(src, out, ck, fmt="png", **kw):
@@ -93,15 +94,17 @@ def test_bad_inputs_get_error_rows_and_the_run_goes_on(ray_cluster, tmp_path, se
     (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 20)
     (src / "truncated.png").write_bytes((src / "good.png").read_bytes()[:200])
     write_image(src / "huge.png", np.zeros((1100, 1000), np.uint8))
+    (src / "bomb.png").write_bytes(bomb_png(20_000, 20_000))
     s = _run(src, tmp_path / "out", seed_checkpoint, max_megapixels=1.0)
-    assert (s.done, s.failed) == (4, 5)
-    split = _run(src, tmp_path / "out-split", seed_checkpoint, max_megapixels=1.0, stages="split")
-    assert (split.done, split.failed) == (4, 5)
+    assert (s.done, s.failed) == (4, 6)
+    split = _run(src, tmp_path / "out-split", seed_checkpoint, stages="split")  # the default limit
+    assert (split.done, split.failed) == (5, 5)
     assert _manifest(tmp_path / "out-split").keys() == _manifest(tmp_path / "out").keys()
     manifest = _manifest(tmp_path / "out")
     errors = {os.path.basename(k): r["error"] for k, r in manifest.items() if r["status"] == "failed"}
-    assert sorted(errors) == ["corrupt.jpg", "empty.png", "huge.png", "notes.txt", "truncated.png"]
+    assert sorted(errors) == ["bomb.png", "corrupt.jpg", "empty.png", "huge.png", "notes.txt", "truncated.png"]
     assert "empty file" in errors["empty.png"] and "too large" in errors["huge.png"]
+    assert "too large" in errors["bomb.png"]
     assert "unsupported file type '.txt'" in errors["notes.txt"]
     assert all(errors.values())
 
