@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         print(dispatch(args), flush=True)
-    except (ValueError, FileNotFoundError, PermissionError, json.JSONDecodeError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, json.JSONDecodeError) as e:
         if args.verbose:
             raise
         print(f"deblur: error: {e}", file=sys.stderr)

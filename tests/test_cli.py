@@ -53,3 +53,10 @@ def test_missing_input_and_unreadable_checkpoint_are_one_line_errors(tmp_path):
 def test_bad_degradation_spec_is_one_line_error(tmp_path, flag):
     result = deblur("train", "--data", str(tmp_path), "--output", str(tmp_path / "o"), flag, "gaussian:sigma=-")
     assert result.returncode == 2 and "deblur: error: bad value in blur option" in result.stderr
+
+
+def test_a_missing_output_bucket_or_a_file_in_the_way_fail_before_any_work(tmp_path, s3_endpoint, photo_folder):
+    for output, message in ((f"s3://missing-bucket-{os.getpid()}/out", "does not exist"),
+                            (str(photo_folder / "img0.png" / "out"), "lies under one")):
+        result = deblur("run", "--input", str(photo_folder), "--output", output)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]

@@ -95,6 +95,32 @@ def relative_key(root: str, path: str) -> str:
     return safe_key(rel)
 
 
+def check_output(uri: str) -> None:
+    """Fail now, with the cause, when results cannot be written under ``uri``: a bucket that does not exist
+    (it is never created: a typo would make a new one), a path under a regular file, or no permission to
+    write (a probe object is written and removed)."""
+    fs, path = filesystem(uri)
+    if not is_local(fs) and not is_process_local(fs):
+        bucket = path.strip("/").split("/")[0]
+        if not fs.exists(bucket):
+            raise FileNotFoundError(f"output bucket {bucket!r} does not exist ({uri}); create it first")
+    parts = path.rstrip("/").split("/")
+    for i in range(len(parts), 0, -1):
+        ancestor = "/".join(parts[:i]) or "/"
+        if fs.isfile(ancestor):
+            raise NotADirectoryError(f"output {uri} is a file or lies under one ({ancestor})")
+        if fs.isdir(ancestor):
+            break
+    probe = posixpath.join(path, f".deblur-write-check-{uuid.uuid4().hex}")
+    try:
+        if is_local(fs):
+            fs.makedirs(path, exist_ok=True)
+        fs.pipe_file(probe, b"")
+        fs.rm(probe)
+    except PermissionError as e:
+        raise PermissionError(f"cannot write under {uri}: {e}") from None
+
+
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary sibling and a move, so readers never see half a file."""
     parent = posixpath.dirname(path)

@@ -53,3 +53,26 @@ def test_read_bytes_reads_local_and_s3(tmp_path, bucket):
     fsspec.filesystem("s3").pipe(f"{bucket}/b.bin", b"remote")
     assert storage.read_bytes(str(tmp_path / "a.bin")) == b"local"
     assert storage.read_bytes(f"{bucket}/b.bin") == b"remote"
+
+
+def test_check_output_refuses_a_missing_bucket_and_never_creates_it(s3_endpoint):
+    s3 = fsspec.filesystem("s3")
+    with pytest.raises(FileNotFoundError, match="output bucket 'no-such-bucket-x' does not exist"):
+        storage.check_output("s3://no-such-bucket-x/out")
+    s3.invalidate_cache()
+    assert not s3.exists("no-such-bucket-x")
+
+
+def test_check_output_accepts_a_bucket_and_leaves_nothing_behind(bucket):
+    storage.check_output(f"{bucket}/runs/out")
+    s3 = fsspec.filesystem("s3")
+    s3.invalidate_cache()
+    assert s3.find(bucket.removeprefix("s3://")) == []
+
+
+def test_check_output_refuses_a_path_under_a_regular_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="lies under one"):
+        storage.check_output(str(tmp_path / "file" / "out"))
+    storage.check_output(str(tmp_path / "new" / "out"))
+    assert (tmp_path / "new" / "out").is_dir() and list((tmp_path / "new" / "out").iterdir()) == []
