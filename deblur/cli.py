@@ -129,6 +129,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=P.batch_size, help="images per actor call (default: %(default)s)")
     _restore_options(p)
     p.add_argument("--overwrite", action="store_true", help="redo inputs the manifest already records as done")
+    p.add_argument("--no-verify-outputs", dest="verify_outputs", action="store_false",
+                   help="trust the manifest: do not list the output to redo outputs deleted since their run")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 when any input failed")
     p.add_argument("--max-megapixels", type=float, default=P.max_megapixels,
                    help="inputs larger than this are refused with an error record (0: no limit; default: %(default)s)")

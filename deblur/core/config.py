@@ -154,6 +154,7 @@ class PipelineConfig(RestoreConfig):
     gpu: bool = False
     batch_size: int = 4
     overwrite: bool = False
+    verify_outputs: bool = True
     fail_on_error: bool = False
     max_megapixels: float = 200.0
     input_column: str | None = None

@@ -85,14 +85,18 @@ def safe_key(relative: str) -> str:
     return "/".join(parts)
 
 
-def relative_key(root: str, path: str) -> str:
-    """``path`` relative to ``root`` (both URLs or paths on one filesystem), made safe."""
+def relative_path(root: str, path: str) -> str:
+    """``path`` relative to ``root`` (both URLs or paths on one filesystem), as it is (not made safe)."""
     if not root:
-        return safe_key(path.split("://", 1)[-1])
+        return path.split("://", 1)[-1]
     _, root_path = filesystem(root)
     _, file_path = filesystem(path)
-    rel = posixpath.relpath(file_path, root_path) if file_path != root_path else posixpath.basename(file_path)
-    return safe_key(rel)
+    return posixpath.relpath(file_path, root_path) if file_path != root_path else posixpath.basename(file_path)
+
+
+def relative_key(root: str, path: str) -> str:
+    """``path`` relative to ``root`` (both URLs or paths on one filesystem), made safe."""
+    return safe_key(relative_path(root, path))
 
 
 def check_output(uri: str) -> None:

@@ -24,12 +24,14 @@ STATUSES = ("done", "skipped", "failed")
 
 class InputRow(TypedDict, total=False):
     """A listed input. ``path``: its URL (or a name, for Parquet input); ``output``: where its image file
-    goes ("" for Parquet output); ``skip``: the manifest records it as done; ``error``: why it cannot be
-    processed ("" when it can); ``bytes``: its encoded content, only for inputs workers cannot read
-    themselves (``memory://``, a Parquet column)."""
+    goes ("" for Parquet output); ``version``: its size and ETag or modification time (a content hash for
+    Parquet input); ``skip``: the manifest records it as done at this version, its output still there;
+    ``error``: why it cannot be processed ("" when it can); ``bytes``: its encoded content, only for inputs
+    workers cannot read themselves (``memory://``, a Parquet column)."""
 
     path: str
     output: str
+    version: str
     skip: bool
     error: str
     bytes: bytes
@@ -41,6 +43,7 @@ class DecodedRow(TypedDict):
 
     path: str
     output: str
+    version: str
     skip: bool
     error: str
     pixels: bytes

@@ -60,13 +60,13 @@ def run(cfg: PipelineConfig) -> Summary:
     checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
     model = checkpoint.model_id(ckpt)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    done = frozenset() if cfg.overwrite else sinks.done_sources(output)
+    known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs)
     ensure_ray()
     t0 = time.perf_counter()
     if cfg.input_column:
-        ds = parquet_rows(source, cfg.input_column, output, cfg.format, done)
+        ds = parquet_rows(source, cfg.input_column, output, cfg.format, known)
     else:
-        ds = input_rows(source, output, cfg.format, done)
+        ds = input_rows(source, output, cfg.format, known)
     ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
     status, mpx = Counter(), 0.0
     for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):

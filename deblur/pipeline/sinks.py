@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import posixpath
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -21,6 +22,7 @@ MANIFEST_DIR = "_manifest"
 MANIFEST_SCHEMA = pa.schema([
     ("source", pa.string()), ("output", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ("model", pa.string()), ("run", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
+    ("version", pa.string()),  # the source's size and ETag or modification time when it was processed
 ])
 PARQUET_SCHEMA = pa.schema([
     ("path", pa.string()), ("image", pa.binary()), ("format", pa.string()), ("width", pa.int32()),
@@ -65,7 +67,11 @@ def read_manifest(output: str) -> pa.Table:
     tables = []
     for p in files:
         with fs.open(p, "rb") as f:
-            tables.append(pq.read_table(f).cast(MANIFEST_SCHEMA))
+            table = pq.read_table(f)
+        for name in MANIFEST_SCHEMA.names:  # manifests of older versions lack some columns
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(len(table), MANIFEST_SCHEMA.field(name).type))
+        tables.append(table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA))
     if not tables:
         return MANIFEST_SCHEMA.empty_table()
     rows = pa.concat_tables(tables).sort_by([("source", "ascending"), ("time", "ascending")]).to_pylist()
@@ -73,10 +79,37 @@ def read_manifest(output: str) -> pa.Table:
     return pa.Table.from_pylist(list(latest.values()), schema=MANIFEST_SCHEMA)
 
 
-def done_sources(output: str) -> frozenset[str]:
-    """Sources with a successful output already recorded under ``output``."""
+@dataclass(frozen=True)
+class Known:
+    """What the manifest says, as the listing needs it: each done source's (version, output); the outputs
+    that exist (None when not checked); and which source each recorded output belongs to."""
+
+    done: dict[str, tuple[str, str]] = field(default_factory=dict)
+    existing: frozenset[str] | None = None
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, source: str, version: str) -> bool:
+        """True when ``source`` is done at this ``version`` (or one recorded without a version) and its
+        output is still there (when checked)."""
+        if source not in self.done:
+            return False
+        recorded, output = self.done[source]
+        same = not recorded or recorded == version
+        return same and (self.existing is None or output in self.existing)
+
+
+def known(output: str, verify_outputs: bool) -> Known:
+    """The manifest under ``output`` as a :class:`Known`; with ``verify_outputs``, the output folder is
+    listed once so that outputs deleted since their run are redone."""
     table = read_manifest(output)
-    return frozenset(s for s, st in zip(table["source"].to_pylist(), table["status"].to_pylist()) if st == "done")
+    rows = [r for r in table.to_pylist() if r["status"] == "done"]
+    existing = None
+    if verify_outputs:
+        fs, root = filesystem(output)
+        fs.invalidate_cache(root)
+        existing = frozenset(unstrip(fs, p) for p in fs.find(root)) if fs.exists(root) else frozenset()
+    return Known({r["source"]: (r["version"] or "", r["output"]) for r in rows}, existing,
+                 {r["output"]: r["source"] for r in table.to_pylist() if r["output"]})
 
 
 def compact_manifest(output: str, run: str) -> str:

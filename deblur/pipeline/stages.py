@@ -72,8 +72,8 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) ->
     then the batch's manifest rows."""
     records, rows = [], []
     for i, path in enumerate(batch["path"]):
-        record = {"path": str(path), "status": "skipped" if batch["skip"][i] else "failed",
-                  "error": str(batch["error"][i]), "megapixels": 0.0, "output": ""}
+        record = {"path": str(path), "status": "skipped" if batch["skip"][i] else "failed", "output": "",
+                  "error": str(batch["error"][i]), "megapixels": 0.0, "version": str(batch["version"][i])}
         if batch["pixels"][i] and not record["error"]:
             try:
                 img = unpack(batch["pixels"][i], str(batch["shape"][i]), str(batch["dtype"][i]))
@@ -92,7 +92,8 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) ->
     now = datetime.now(timezone.utc)
     sinks.write_manifest_part(output, run, [
         {"source": r["path"], "output": r["output"], "status": r["status"], "error": r["error"],
-         "model": model_id, "run": run, "time": now} for r in records if r["status"] != "skipped"])
+         "model": model_id, "run": run, "time": now, "version": r["version"]} for r in records
+        if r["status"] != "skipped"])
     return {k: [r[k] for r in records] for k in ("path", "status", "error", "megapixels")}
 
 
