@@ -76,8 +76,8 @@ def run(cfg: PipelineConfig) -> Summary:
             if st == "failed":
                 log.warning("failed: %s: %s", path, err)
     manifest = sinks.compact_manifest(output, run_id)
-    if cfg.overwrite and cfg.format == "parquet":
-        sinks.drop_parquet_parts(output, run_id)
+    if cfg.format == "parquet":
+        sinks.commit_parquet(output)
     return Summary(status["done"], status["skipped"], status["failed"], time.perf_counter() - t0, mpx,
                    cfg.output, manifest)
 

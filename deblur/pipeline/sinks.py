@@ -7,6 +7,7 @@ manifest records as done. Every file is written to a temporary name and moved in
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import uuid
@@ -38,9 +39,13 @@ def _write_table(uri: str, table: pa.Table) -> None:
     write_atomic(fs, path, buf.getvalue())
 
 
-def write_parquet_part(output: str, run: str, rows: list[dict[str, Any]]) -> str:
-    """Write result rows (see ``PARQUET_SCHEMA``) as one new part file under ``output``; returns its URL."""
-    uri = posixpath.join(output, f"part-{run}-{uuid.uuid4().hex[:12]}.parquet")
+def write_parquet_part(output: str, rows: list[dict[str, Any]]) -> str:
+    """Write result rows (see ``PARQUET_SCHEMA``) as one part file under ``output``; returns its URL.
+
+    The part is named by its sources, so a batch that Ray retries (an actor died) replaces its part
+    instead of adding a second copy; :func:`commit_parquet` removes what no manifest row points to."""
+    digest = hashlib.sha256("\n".join(sorted(r["path"] for r in rows)).encode()).hexdigest()[:20]
+    uri = posixpath.join(output, f"part-{digest}.parquet")
     _write_table(uri, pa.Table.from_pylist(rows, schema=PARQUET_SCHEMA))
     return uri
 
@@ -125,12 +130,28 @@ def compact_manifest(output: str, run: str) -> str:
     return unstrip(fs, target)
 
 
-def drop_parquet_parts(output: str, keep_run: str) -> int:
-    """Delete result part files written by runs other than ``keep_run`` (after ``--overwrite``)."""
+def commit_parquet(output: str) -> int:
+    """Make the Parquet output hold each source once: rows whose source's latest manifest record points to
+    another part (an earlier version, a batch written twice) are dropped, parts left empty are deleted.
+    Only the ``path`` column is read, and a part is rewritten only when it holds such rows. Returns the
+    number of rows dropped."""
+    table = read_manifest(output)
+    latest = {s: o for s, o, st in zip(table["source"].to_pylist(), table["output"].to_pylist(),
+                                       table["status"].to_pylist()) if st == "done"}
     fs, root = filesystem(output)
     fs.invalidate_cache(root)
-    old = [p for p in fs.ls(root, detail=False) if posixpath.basename(p).startswith("part-")
-           and p.endswith(".parquet") and f"part-{keep_run}-" not in posixpath.basename(p)]
-    for p in old:
-        fs.rm(p)
-    return len(old)
+    dropped = 0
+    for p in sorted(fs.ls(root, detail=False)):
+        name = posixpath.basename(p)
+        if not (name.startswith("part-") and name.endswith(".parquet")):
+            continue
+        url = unstrip(fs, p)
+        with fs.open(p, "rb") as f:
+            keep = [latest.get(x) == url for x in pq.read_table(f, columns=["path"])["path"].to_pylist()]
+        dropped += keep.count(False)
+        if not any(keep):
+            fs.rm(p)
+        elif not all(keep):
+            with fs.open(p, "rb") as f:
+                _write_table(url, pq.read_table(f).filter(pa.array(keep)))
+    return dropped

@@ -86,7 +86,7 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) ->
                 record["error"] = _error(e)
         records.append(record)
     if rows:
-        part = sinks.write_parquet_part(output, run, rows)
+        part = sinks.write_parquet_part(output, rows)
         for r in records:
             r["output"] = part if r["status"] == "done" else r["output"]
     now = datetime.now(timezone.utc)

@@ -203,3 +203,43 @@ def test_reruns_redo_changed_inputs_and_lost_outputs(ray_cluster, tmp_path, seed
     (out / "p2.png").unlink()
     trusting = _run(src, out, seed_checkpoint, verify_outputs=False)  # the manifest alone decides
     assert (trusting.done, trusting.skipped) == (0, 4)
+
+
+def _processes(title: str) -> list[int]:
+    """Pids of this machine's processes whose command line starts with ``title`` (Ray names its workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if f.read().startswith(title.encode()):
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_cluster, tmp_path, seed_checkpoint):
+    import signal
+    import threading
+    import time
+
+    src, out = tmp_path / "many", tmp_path / "out"
+    for i in range(40):
+        write_image(src / f"img{i:02d}.png", textured(128, 128, 3, seed=i))
+    summary = {}
+    runner = threading.Thread(target=lambda: summary.update(s=_run(src, out, seed_checkpoint, "parquet")))
+    runner.start()
+    deadline, killed = time.time() + 120, None
+    while time.time() < deadline and killed is None and runner.is_alive():
+        if len(list(out.glob("part-*.parquet"))) >= 3:
+            actors = _processes("ray::MapWorker")
+            if actors:
+                killed = actors[0]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    runner.join(timeout=300)
+    assert killed is not None, "the run ended before an actor could be killed"
+    s = summary["s"]
+    assert s.done + s.skipped == 40 and s.failed == 0
+    paths = pq.read_table(str(out), columns=["path"])["path"].to_pylist()
+    assert sorted(paths) == sorted(str(p) for p in src.glob("*.png"))  # each input exactly once
