@@ -61,13 +61,12 @@ def load(uri: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[
     return model.to(device).eval(), config
 
 
-def load_optimizer_state(directory: str) -> dict[str, Any] | None:
-    """The optimizer state saved in local ``directory``, or None; tensors only, no arbitrary objects."""
-    path = os.path.join(directory, OPTIMIZER)
-    if not os.path.exists(path):
+def load_optimizer_state(uri: str) -> dict[str, Any] | None:
+    """The optimizer state saved in checkpoint ``uri``, or None; tensors only, no arbitrary objects."""
+    fs, path = filesystem(uri)
+    if not fs.exists(posixpath.join(path, OPTIMIZER)):
         return None
-    with open(path, "rb") as f:
-        return torch.load(io.BytesIO(f.read()), weights_only=True, map_location="cpu")
+    return torch.load(io.BytesIO(fs.cat_file(posixpath.join(path, OPTIMIZER))), weights_only=True, map_location="cpu")
 
 
 def resolve(uri: str | None) -> str:
@@ -107,12 +106,26 @@ def export(uri: str, directory: str, half: bool = True, **meta: Any) -> None:
                   sort_keys=True)
 
 
-def load_local(directory: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
-    """(weights, config, optimizer state or None) from the local checkpoint ``directory`` (for resuming)."""
-    weights = safetensors.torch.load_file(os.path.join(directory, WEIGHTS))
-    with open(os.path.join(directory, CONFIG)) as f:
-        config = json.load(f)
-    return weights, config, load_optimizer_state(directory)
+def load_state(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
+    """(weights, config, optimizer state or None) of the checkpoint ``uri`` (for resuming). Raises ValueError
+    when any of them cannot be read."""
+    try:
+        weights = safetensors.torch.load(read_bytes(posixpath.join(uri, WEIGHTS)))
+        return weights, read_config(uri), load_optimizer_state(uri)
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, EOFError, safetensors.SafetensorError) as e:
+        raise ValueError(f"not a readable deblur checkpoint: {uri} ({type(e).__name__}: {e})") from None
+
+
+def newest_first(output: str) -> list[str]:
+    """The checkpoints of a training output, newest (highest epoch or step) first."""
+    fs, path = filesystem(output)
+    found = []
+    for p in fs.glob(posixpath.join(path, "*", CONFIG)) if fs.isdir(path) else []:
+        name = posixpath.basename(posixpath.dirname(p))
+        unit, _, number = name.partition("_")
+        if unit in ("epoch", "step") and number.isdigit():
+            found.append((int(number), unstrip(fs, posixpath.dirname(p))))
+    return [uri for _, uri in sorted(found, reverse=True)]
 
 
 def model_id(uri: str) -> str:

@@ -29,14 +29,14 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from deblur.core import checkpoint, models
 from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
 from deblur.core.image import to_channels, to_float
-from deblur.core.storage import check_output, filesystem, is_local, to_pyarrow
+from deblur.core.storage import check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
@@ -92,6 +92,7 @@ def run_config(output: str, keep: int) -> RunConfig:
         checkpoint_config=CheckpointConfig(
             num_to_keep=keep, checkpoint_score_attribute="val_psnr", checkpoint_score_order="max"),
         logging_config=LoggingConfig(log_level="WARNING"),
+        failure_config=FailureConfig(max_failures=2),  # a lost worker resumes from the last checkpoint
     )
 
 
@@ -106,7 +107,7 @@ def train_loop(config: dict) -> None:
     net, name = initial_model(cfg)
     net = net.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
     opt = optimizer(net, cfg.lr)
-    start = resume(net, opt, "step" if cfg.by_steps else "epoch")
+    start = resume(net, opt, "step" if cfg.by_steps else "epoch", cfg.output)
     run = Run(cfg, ray.train.torch.prepare_model(net), net, name, opt, device, rank, started)
     channels = net.settings.channels
     val = validation_pairs(ray.train.get_dataset_shard("val"), parse_degradation(cfg.degradation), cfg.patch_size,
@@ -202,19 +203,32 @@ def train_by_steps(run: Run, stream: CropStream, val: list, start: int) -> None:
             break
 
 
-def resume(net: nn.Module, opt: torch.optim.Optimizer, unit: str) -> int:
-    """Load the latest checkpoint of this run, if any, into ``net``/``opt``; returns the epochs or steps
-    (``unit``) done."""
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
+def resume(net: nn.Module, opt: torch.optim.Optimizer, unit: str, output: str) -> int:
+    """Load the newest checkpoint of this run that reads back, if any, into ``net``/``opt``; returns the
+    epochs or steps (``unit``) done. A checkpoint that does not load (truncated by a crash) is skipped with
+    a line saying why, and the one before it is used."""
+    latest = ray.train.get_checkpoint()
+    if latest is None:
         return 0
-    with ckpt.as_directory() as d:
-        weights, config, opt_state = checkpoint.load_local(d)
-    net.load_state_dict(weights)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    print(f"resuming after {unit} {config[unit]}", flush=True)
-    return int(config[unit])
+    candidates = [latest.path] + [c for c in checkpoint.newest_first(output) if filesystem(c)[1] != latest.path]
+    for uri in candidates:
+        try:
+            weights, config, opt_state = checkpoint.load_state(uri if "://" in uri else _on(output, uri))
+            net.load_state_dict(weights)
+        except (ValueError, RuntimeError) as e:
+            print(f"skipping checkpoint {uri}: {e}", flush=True)
+            continue
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+        print(f"resuming after {unit} {config[unit]} ({uri})", flush=True)
+        return int(config[unit])
+    raise ValueError(f"no readable checkpoint to resume from under {output}")
+
+
+def _on(output: str, path: str) -> str:
+    """``path`` (a path on the filesystem of ``output``) as a URL."""
+    fs, _ = filesystem(output)
+    return unstrip(fs, path)
 
 
 class ShardImages:

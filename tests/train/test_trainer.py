@@ -97,3 +97,17 @@ def test_steps_resume_exactly_and_init_fine_tunes(ray_cluster, photo_folder, tmp
                             val_every=2, lr=1e-4, degradation="real+noise:sigma=0.01"))
     model, config = checkpoint.load(tuned)
     assert config["model"] == "unet" and config["settings"]["width"] == 8 and config["train"]["init"]
+
+
+def test_resume_skips_a_truncated_latest_checkpoint(ray_cluster, photo_folder, tmp_path, capfd):
+    output = tmp_path / "run"
+    cfg = TrainConfig(data=str(photo_folder), val_data=str(photo_folder), output=str(output), model="seed",
+                      degradation="gaussian:sigma=1.0", epochs=2, batch_size=8, patch_size=32, keep_checkpoints=10)
+    fit(cfg)
+    weights = output / "epoch_0002" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a crash while it was being written
+    fit(TrainConfig(**{**cfg.to_dict(), "epochs": 3}))
+    assert "skipping checkpoint" in capfd.readouterr().out
+    assert sorted(_epochs(output)) == [1, 2, 3]
+    for epoch in (2, 3):  # epoch 2 was trained again from epoch 1
+        checkpoint.load(str(output / f"epoch_{epoch:04d}"))
