@@ -60,24 +60,25 @@ def run(cfg: PipelineConfig) -> Summary:
     checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
     model = checkpoint.model_id(ckpt)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs)
-    ensure_ray()
-    t0 = time.perf_counter()
-    if cfg.input_column:
-        ds = parquet_rows(source, cfg.input_column, output, cfg.format, known)
-    else:
-        ds = input_rows(source, output, cfg.format, known)
-    ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
-    status, mpx = Counter(), 0.0
-    for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
-        status.update(batch["status"].tolist())
-        mpx += float(batch["megapixels"].sum())
-        for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
-            if st == "failed":
-                log.warning("failed: %s: %s", path, err)
-    manifest = sinks.compact_manifest(output, run_id)
-    if cfg.format == "parquet":
-        sinks.commit_parquet(output)
+    with sinks.Lease(output, run_id):
+        known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs)
+        ensure_ray()
+        t0 = time.perf_counter()
+        if cfg.input_column:
+            ds = parquet_rows(source, cfg.input_column, output, cfg.format, known)
+        else:
+            ds = input_rows(source, output, cfg.format, known)
+        ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
+        status, mpx = Counter(), 0.0
+        for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
+            status.update(batch["status"].tolist())
+            mpx += float(batch["megapixels"].sum())
+            for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
+                if st == "failed":
+                    log.warning("failed: %s: %s", path, err)
+        manifest = sinks.compact_manifest(output, run_id)
+        if cfg.format == "parquet":
+            sinks.commit_parquet(output)
     return Summary(status["done"], status["skipped"], status["failed"], time.perf_counter() - t0, mpx,
                    cfg.output, manifest)
 

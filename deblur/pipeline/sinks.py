@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
+import os
 import posixpath
+import socket
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +25,9 @@ import pyarrow.parquet as pq
 
 from deblur.core.storage import filesystem, unstrip, write_atomic
 
+log = logging.getLogger(__name__)
 MANIFEST_DIR = "_manifest"
+LEASE = "_lease.json"
 MANIFEST_SCHEMA = pa.schema([
     ("source", pa.string()), ("output", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ("model", pa.string()), ("run", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
@@ -155,3 +163,72 @@ def commit_parquet(output: str) -> int:
             with fs.open(p, "rb") as f:
                 _write_table(url, pq.read_table(f).filter(pa.array(keep)))
     return dropped
+
+
+class Lease:
+    """A run's hold on its output: ``OUTPUT/_manifest/_lease.json`` names the run, its host and a heartbeat
+    renewed every ``beat`` seconds. A second run on the same output refuses while the heartbeat is younger
+    than ``stale`` seconds; an older one (a run that was killed) is taken over with a warning. Object stores
+    have no compare-and-swap here, so two runs started in the same instant are caught by reading the lease
+    back after writing it: whoever's run id is not there stops. A holder on this host whose process is gone
+    (killed) is stale at once."""
+
+    def __init__(self, output: str, run: str, beat: float = 20.0, stale: float = 90.0) -> None:
+        self.uri, self.run, self.beat, self.stale = posixpath.join(output, MANIFEST_DIR, LEASE), run, beat, stale
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> dict | None:
+        fs, path = filesystem(self.uri)
+        fs.invalidate_cache(posixpath.dirname(path))
+        try:
+            return json.loads(fs.cat_file(path))
+        except (OSError, ValueError):
+            return None
+
+    def _write(self) -> None:
+        fs, path = filesystem(self.uri)
+        holder = {"run": self.run, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        write_atomic(fs, path, json.dumps(holder).encode())
+
+    def __enter__(self) -> "Lease":
+        held = self._read()
+        if held and held.get("run") != self.run:
+            age = time.time() - float(held.get("time", 0))
+            if age < self.stale and _alive(held):
+                raise ValueError(f"output {self.uri.rsplit('/', 2)[0]} is in use by run {held.get('run')} on "
+                                 f"{held.get('host')} (heartbeat {age:.0f}s ago); wait for it, or remove {self.uri} "
+                                 "if that run is gone")
+            log.warning("taking over the lease of run %s (heartbeat %.0fs ago)", held.get("run"), age)
+        self._write()
+        time.sleep(0.2)
+        if (self._read() or {}).get("run") != self.run:
+            raise ValueError(f"another run took the lease on {self.uri} at the same time; try again")
+        self._thread = threading.Thread(target=self._renew, daemon=True)
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.beat):
+            self._write()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        fs, path = filesystem(self.uri)
+        if (self._read() or {}).get("run") == self.run:
+            fs.rm(path)
+
+
+def _alive(holder: dict) -> bool:
+    """False when the lease holder ran on this host and its process no longer exists."""
+    if holder.get("host") != socket.gethostname() or not holder.get("pid"):
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

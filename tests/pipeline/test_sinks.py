@@ -47,3 +47,34 @@ def test_commit_drops_rows_the_manifest_does_not_point_to(tmp_path):
 def _row(path):
     return {"path": path, "image": b"png", "format": "png", "width": 1, "height": 1, "channels": 3, "model": "m",
             "sharpness_before": 0.0, "sharpness_after": 0.0, "run": "r"}
+
+
+def _lease_file(out, **holder):
+    import json
+    import time
+
+    path = out / "_manifest" / "_lease.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run": "other", "host": "elsewhere", "pid": 1, "time": time.time(), **holder}))
+    return path
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path):
+    import pytest
+
+    out = tmp_path / "out"
+    _lease_file(out)
+    with pytest.raises(ValueError, match="is in use by run other on elsewhere"):
+        with sinks.Lease(str(out), "mine"):
+            pass
+
+
+def test_a_stale_or_dead_holders_lease_is_taken_over_and_released(tmp_path):
+    import time
+
+    out = tmp_path / "out"
+    for holder in ({"time": time.time() - 3600}, {"host": __import__("socket").gethostname(), "pid": 2**22 + 7}):
+        lease = _lease_file(out, **holder)
+        with sinks.Lease(str(out), "mine"):
+            assert '"run": "mine"' in lease.read_text()
+        assert not lease.exists()
