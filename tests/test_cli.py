@@ -60,3 +60,11 @@ def test_a_missing_output_bucket_or_a_file_in_the_way_fail_before_any_work(tmp_p
                             (str(photo_folder / "img0.png" / "out"), "lies under one")):
         result = deblur("run", "--input", str(photo_folder), "--output", output)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]
+
+
+def test_older_names_still_work(tmp_path, photo_folder):
+    """`deblur blur` and `--blur` (the names before `degrade` and `--degradation`) are still accepted."""
+    from deblur import cli
+
+    assert cli.main(["blur", "--input", str(photo_folder), "--output", str(tmp_path / "o"), "--blur", "gaussian"]) == 0
+    assert len(list((tmp_path / "o").rglob("*.png"))) == 6
