@@ -241,10 +241,29 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a failure while running (a worker died, storage went away): one line, exit 1
         if args.verbose:
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"deblur: error: {type(e).__name__}: {first} (rerun with -v for the traceback)", file=sys.stderr)
+        print(f"deblur: error: {one_line(root_cause(e))} (rerun with -v for the traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The exception at the bottom of Ray's wrappers (``RayTaskError`` -> ``UserCodeException`` -> ...):
+    what actually went wrong in a worker, e.g. ``NoCredentialsError``."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "cause", None) or error.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    return error
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message``, without Ray's task-location prefixes."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    text = next((ln for ln in reversed(lines) if not ln.startswith(("ray::", "File ", "Traceback"))), "")
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -68,3 +68,20 @@ def test_older_names_still_work(tmp_path, photo_folder):
 
     assert cli.main(["blur", "--input", str(photo_folder), "--output", str(tmp_path / "o"), "--blur", "gaussian"]) == 0
     assert len(list((tmp_path / "o").rglob("*.png"))) == 6
+
+
+class StorageDown(OSError):
+    """Stands for a storage client's error raised inside a Ray worker."""
+
+
+def test_a_worker_error_reaches_the_one_line_error_with_its_type_and_message(ray_cluster):
+    from deblur.cli import one_line, root_cause
+
+    @ray_cluster.remote
+    def read():
+        raise StorageDown("Unable to locate credentials")
+
+    with pytest.raises(Exception) as info:
+        ray_cluster.get(read.remote())
+    assert type(info.value).__name__.startswith("RayTaskError")
+    assert one_line(root_cause(info.value)) == "StorageDown: Unable to locate credentials"
