@@ -76,7 +76,11 @@ def _manifest_files(output: str) -> tuple[object, list[str]]:
 
 def read_manifest(output: str) -> pa.Table:
     """Every manifest row under ``output``, latest record per source (an empty table when none)."""
-    fs, files = _manifest_files(output)
+    return _read_parts(*_manifest_files(output))
+
+
+def _read_parts(fs, files: list[str]) -> pa.Table:
+    """The manifest parts ``files`` on ``fs`` as one table, latest record per source."""
     tables = []
     for p in files:
         with fs.open(p, "rb") as f:
@@ -114,21 +118,20 @@ class Known:
 def known(output: str, verify_outputs: bool) -> Known:
     """The manifest under ``output`` as a :class:`Known`; with ``verify_outputs``, the output folder is
     listed once so that outputs deleted since their run are redone."""
-    table = read_manifest(output)
-    rows = [r for r in table.to_pylist() if r["status"] == "done"]
+    rows = read_manifest(output).to_pylist()
     existing = None
     if verify_outputs:
         fs, root = filesystem(output)
         fs.invalidate_cache(root)
         existing = frozenset(unstrip(fs, p) for p in fs.find(root)) if fs.exists(root) else frozenset()
-    return Known({r["source"]: (r["version"] or "", r["output"]) for r in rows}, existing,
-                 {r["output"]: r["source"] for r in table.to_pylist() if r["output"]})
+    return Known({r["source"]: (r["version"] or "", r["output"]) for r in rows if r["status"] == "done"}, existing,
+                 {r["output"]: r["source"] for r in rows if r["output"]})
 
 
 def compact_manifest(output: str, run: str) -> str:
     """Fold all manifest parts into one file (latest record per source); returns its URL."""
     fs, files = _manifest_files(output)
-    table = read_manifest(output)
+    table = _read_parts(fs, files)
     fs_root = filesystem(output)[1]
     target = posixpath.join(fs_root, MANIFEST_DIR, f"manifest-{run}.parquet")
     _write_table(unstrip(fs, target), table)

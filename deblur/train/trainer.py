@@ -210,10 +210,10 @@ def resume(net: nn.Module, opt: torch.optim.Optimizer, unit: str, output: str) -
     latest = ray.train.get_checkpoint()
     if latest is None:
         return 0
-    candidates = [latest.path] + [c for c in checkpoint.newest_first(output) if filesystem(c)[1] != latest.path]
-    for uri in candidates:
+    newest = unstrip(filesystem(output)[0], latest.path)  # Ray's path, without the scheme
+    for uri in [newest] + [c for c in checkpoint.newest_first(output) if c != newest]:
         try:
-            weights, config, opt_state = checkpoint.load_state(uri if "://" in uri else _on(output, uri))
+            weights, config, opt_state = checkpoint.load_state(uri)
             net.load_state_dict(weights)
         except (ValueError, RuntimeError) as e:
             print(f"skipping checkpoint {uri}: {e}", flush=True)
@@ -223,12 +223,6 @@ def resume(net: nn.Module, opt: torch.optim.Optimizer, unit: str, output: str) -
         print(f"resuming after {unit} {config[unit]} ({uri})", flush=True)
         return int(config[unit])
     raise ValueError(f"no readable checkpoint to resume from under {output}")
-
-
-def _on(output: str, path: str) -> str:
-    """``path`` (a path on the filesystem of ``output``) as a URL."""
-    fs, _ = filesystem(output)
-    return unstrip(fs, path)
 
 
 class ShardImages:
