@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 
 from deblur.core import models, training
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a failure while running (a worker died, storage went away): one line, exit 1
         if args.verbose:
             raise
-        print(f"deblur: error: {one_line(root_cause(e))} (rerun with -v for the traceback)", file=sys.stderr)
+        print(f"deblur: error: {one_line(e)} (rerun with -v for the traceback)", file=sys.stderr)
         return 1
     return 0
 
@@ -259,11 +260,24 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
+_WRAPPERS = ("RayTaskError", "UserCodeException", "RayActorError", "ActorDiedError")
+_RAISED = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Warning|Exit)): (.+)$")
+
+
 def one_line(error: BaseException) -> str:
-    """``Type: first line of the message``, without Ray's task-location prefixes."""
-    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    """``Type: first line of the message`` of the root cause, without Ray's task-location prefixes. When
+    only Ray's wrappers came back (a worker's exception chain crossed a process as text), the last
+    non-wrapper exception named in that text."""
+    cause = root_cause(error)
+    if type(cause).__name__.startswith(_WRAPPERS):
+        for text in (str(cause), str(error)):
+            raised = [m for ln in text.splitlines() if (m := _RAISED.match(ln.strip()))
+                      and not m.group(1).startswith(_WRAPPERS)]
+            if raised:
+                return f"{raised[-1].group(1)}: {raised[-1].group(2)}"
+    lines = [ln.strip() for ln in str(cause).strip().splitlines() if ln.strip()]
     text = next((ln for ln in reversed(lines) if not ln.startswith(("ray::", "File ", "Traceback"))), "")
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 if __name__ == "__main__":

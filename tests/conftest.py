@@ -17,22 +17,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class S3Server:
+    """moto's S3 server on a fixed loopback port; it can be stopped and started again (an outage), and keeps
+    its buckets meanwhile (moto's state lives in this process)."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """A moto S3 server on loopback, reached through the standard AWS variables (as users configure it).
+def s3_server():
+    """The S3 protocol server, reached through the standard AWS variables (as users configure it).
 
     Set before Ray starts, so Ray workers inherit the same endpoint and credentials.
     """
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = S3Server()
     server.start()
-    url = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+    os.environ.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1")
-    yield url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server) -> str:
+    """The S3 server's URL."""
+    return s3_server.url
 
 
 @pytest.fixture(scope="session")

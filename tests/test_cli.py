@@ -75,7 +75,7 @@ class StorageDown(OSError):
 
 
 def test_a_worker_error_reaches_the_one_line_error_with_its_type_and_message(ray_cluster):
-    from deblur.cli import one_line, root_cause
+    from deblur.cli import one_line
 
     @ray_cluster.remote
     def read():
@@ -84,4 +84,4 @@ def test_a_worker_error_reaches_the_one_line_error_with_its_type_and_message(ray
     with pytest.raises(Exception) as info:
         ray_cluster.get(read.remote())
     assert type(info.value).__name__.startswith("RayTaskError")
-    assert one_line(root_cause(info.value)) == "StorageDown: Unable to locate credentials"
+    assert one_line(info.value) == "StorageDown: Unable to locate credentials"

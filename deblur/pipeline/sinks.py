@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -209,29 +210,37 @@ class Lease:
             raise ValueError(f"another run took the lease on {self.uri} at the same time; try again")
         self._thread = threading.Thread(target=self._renew, daemon=True)
         self._thread.start()
+        _held.add(self.run)
         return self
 
     def _renew(self) -> None:
         while not self._stop.wait(self.beat):
-            self._write()
+            try:
+                self._write()
+            except Exception as e:  # storage down: the run itself fails or goes on; beat again later
+                log.warning("could not renew the lease %s: %s", self.uri, e)
 
     def __exit__(self, *exc: object) -> None:
+        _held.discard(self.run)
         self._stop.set()
         if self._thread:
             self._thread.join()
         fs, path = filesystem(self.uri)
-        if (self._read() or {}).get("run") == self.run:
-            fs.rm(path)
+        try:
+            if (self._read() or {}).get("run") == self.run:
+                fs.rm(path)
+        except Exception as e:  # never hide the run's own error; a later run on this host takes it over
+            log.warning("could not remove the lease %s: %s", self.uri, e)
+
+
+_held: set[str] = set()  # the runs holding a lease in this process
 
 
 def _alive(holder: dict) -> bool:
-    """False when the lease holder ran on this host and its process no longer exists."""
+    """False when the lease holder ran on this host and its process no longer exists, or is this process
+    and no longer runs (a run whose lease could not be removed, e.g. during a storage outage)."""
     if holder.get("host") != socket.gethostname() or not holder.get("pid"):
         return True
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    if int(holder["pid"]) == os.getpid():
+        return holder.get("run") in _held
+    return psutil.pid_exists(int(holder["pid"]))

@@ -1,0 +1,73 @@
+"""Cleans up after a driver that started its own local Ray and was killed (``kill -9``, OOM killer).
+
+Ray tears its local cluster down when the driver dies, but its per-node agents (``ray::DashboardAgent``,
+``ray::RuntimeEnvAgent``) notice the dead raylet, log that they exit, and stay running. ``deblur`` therefore
+starts this small watcher next to every local cluster it starts (never for a cluster it attaches to): it
+remembers the driver's descendants, and once the driver is gone (its end of a pipe closes) it gives Ray a
+few seconds to stop them itself and then kills what is left. Process identity is checked by psutil (pid and
+start time), so a reused pid is never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+
+import psutil
+
+GRACE_S = 5.0  # Ray's own teardown first
+POLL_S = 1.0
+
+
+def start(driver_pid: int) -> None:
+    """Start the watcher for ``driver_pid`` (the calling process) in its own session; returns at once.
+
+    The driver keeps the write end of a pipe open (non-inheritable, so Ray's processes do not hold it);
+    the watcher sees end-of-file when the driver exits, however it exits.
+    """
+    read_end, write_end = os.pipe()
+    subprocess.Popen([sys.executable, "-m", "deblur.reaper", str(driver_pid)], stdin=read_end,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read_end)
+    _keep.append(write_end)
+
+
+_keep: list[int] = []  # the driver's write end lives as long as the driver
+
+
+def watch(driver_pid: int, pipe_fd: int = 0) -> list[int]:
+    """Remember ``driver_pid``'s descendants until ``pipe_fd`` closes; then kill the survivors.
+
+    Returns the pids killed.
+    """
+    try:
+        driver = psutil.Process(driver_pid)
+    except psutil.NoSuchProcess:
+        return []
+    seen: dict[int, psutil.Process] = {}
+    while not _closed(pipe_fd, POLL_S):
+        try:
+            for p in driver.children(recursive=True):
+                if p.pid != os.getpid():  # the watcher is the driver's child too
+                    seen.setdefault(p.pid, p)
+        except psutil.NoSuchProcess:
+            break
+    alive = [p for p in seen.values() if p.is_running()]
+    _, alive = psutil.wait_procs(alive, timeout=GRACE_S)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return [p.pid for p in alive]
+
+
+def _closed(fd: int, timeout: float) -> bool:
+    readable, _, _ = select.select([fd], [], [], timeout)
+    return bool(readable) and os.read(fd, 1) == b""
+
+
+if __name__ == "__main__":
+    watch(int(sys.argv[1]))

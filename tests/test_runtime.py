@@ -1,0 +1,72 @@
+"""Which Ray a command uses (attach or start), and that a killed command leaves no Ray process behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from deblur import reaper
+from tests.conftest import textured, write_image
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running (a zombie has exited; this machine's init may not reap it)."""
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def test_a_killed_command_leaves_no_ray_process_behind(tmp_path, seed_checkpoint):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(300):
+        write_image(src / f"img{i:03d}.png", textured(128, 128, 3, seed=i))
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # its own local cluster, not the tests' one
+    proc = subprocess.Popen([sys.executable, "-m", "deblur.cli", "run", "--model", seed_checkpoint, "--input",
+                             str(src), "--output", str(out), "--batch-size", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(out.glob("*.png")):
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stderr.read()
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    names = {p.name() for p in _alive(descendants)}
+    assert "ray::DashboardAgent" in names and "raylet" in names  # a real local cluster was started
+    os.kill(proc.pid, signal.SIGKILL)  # the driver only, as the OOM killer would
+    proc.wait()
+    deadline = time.time() + reaper.GRACE_S + 30
+    while time.time() < deadline and _alive(descendants):
+        time.sleep(0.5)
+    assert not _alive(descendants), [p.name() for p in _alive(descendants)]
+
+
+def test_the_watcher_kills_what_outlives_the_driver_and_nothing_else():
+    """A stand-in driver with a child that ignores its parent's death; an unrelated process is spared."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    script = ("import os, subprocess, time\n"
+              "from deblur import reaper\n"
+              "subprocess.Popen(['sleep', '60'])\n"
+              "reaper.start(os.getpid())\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(60)\n")
+    driver = subprocess.Popen([sys.executable, "-c", script],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert driver.stdout.readline().strip() == "ready"
+    time.sleep(reaper.POLL_S * 2)  # the watcher has seen the child
+    orphan = [p for p in psutil.Process(driver.pid).children() if p.name() == "sleep"]
+    assert len(orphan) == 1
+    driver.kill()
+    driver.wait()
+    deadline = time.time() + reaper.GRACE_S + 15
+    while time.time() < deadline and _alive(orphan):
+        time.sleep(0.2)
+    assert not _alive(orphan)
+    assert bystander.poll() is None
+    bystander.kill()
