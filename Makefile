@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
+IMAGE ?= deblur:0.1.0
 SPRITE ?= $(DATA)/fashion-mnist-sprite/fashion-mnist-sprite.png
 # the moderate blurs of the photo targets, one evaluation each
 PHOTO_DEGRADATIONS := gaussian:sigma=1..2.5 motion:length=9 defocus:radius=2.5
@@ -12,7 +13,7 @@ NOISE := +noise:sigma=0.005
 REALISTIC := real+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3
 REAL_EVAL := shake:length=15..45+poisson:a=0.002,sigma=0.003 warp:shift=4..10,rotation=0.3..1+poisson:a=0.002,sigma=0.003
 
-.PHONY: demo test install bench article article-fashion-mnist sprite-unet default-model eval-sprite eval-photos eval-real figures clean
+.PHONY: demo test install image push bench article article-fashion-mnist sprite-unet default-model eval-sprite eval-photos eval-real figures clean
 
 demo: $(VENV)/.installed  ## install, then blur/de-blur the bundled photos and write a before/after picture
 	$(BIN)/deblur demo --output demo-output
@@ -58,6 +59,12 @@ default-model: data/photos-train  ## train the default model on one GPU (the dem
 		--init deblur/assets/default --degradation "$(REALISTIC)" --loss psnr --schedule cosine --flips --clip 1 \
 		--lr 3e-4 --batch-size 128 --patch-size 128 --minutes $(or $(MINUTES),10) --val-every 500 --loader-workers 14 --gpu
 	$(BIN)/python -c "from deblur.core import checkpoint; checkpoint.export('outputs/default-model', 'deblur/assets/default')"
+
+image:  ## the cluster image (Dockerfile): make image IMAGE=<registry>/deblur:<tag>, then docker push it
+	docker build -t $(IMAGE) .
+
+push: image
+	docker push $(IMAGE)
 
 bench: $(VENV)/.installed  ## pipeline throughput and training-step speed on this machine (figures printed)
 	$(BIN)/python bench/throughput.py --images 16

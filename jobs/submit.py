@@ -1,12 +1,18 @@
-"""Submit a deblur job once per submission id: a repeated trigger (cron retry, double click) does not
-double-submit.
+"""Submit a scheduled deblur job once per day (or any run key), retrying a run that failed.
 
-    python jobs/submit.py --address http://HEAD:8265 --id deblur-nightly-2026-11-25 -- \
+    python jobs/submit.py --address http://HEAD:8265 --id deblur-nightly-2026-11-25 --wait -- \
         python jobs/deblur.py --input s3://bucket/in --output s3://bucket/out
 
-Uses jobs/runtime_env.yaml and passes the client's storage endpoint/region variables (never secrets)
-through to the job when they are set. Prints the submission id; exits 0 when the job was submitted now
-or earlier, 1 on failure; ``--wait`` follows the job and exits with its outcome.
+Each trigger with the same ``--id`` looks at that run's attempts (submission ids ``ID-1``, ``ID-2``, ...):
+one that succeeded or is still going means nothing more to do; when all of them failed (or were stopped), it
+submits the next attempt, up to ``--attempts``. With ``--wait`` it follows the attempt and exits 0 only when
+the day's run succeeded, 1 when it failed, so cron or a CI scheduler sees the failure and the next trigger
+retries it. The output's manifest makes a retry redo only what the failed attempt did not finish.
+
+Uses jobs/runtime_env.yaml (only the code travels) and passes the client's storage endpoint/region
+variables (never secrets) to the job. A head with token authentication (Ray's default for ``ray start``) needs
+Ray's token on this machine, found where Ray looks: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, or
+``~/.ray/auth_token`` (copy it from the head: ``ray get-auth-token`` there).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import sys
 import time
 
 import yaml
-from ray.job_submission import JobStatus, JobSubmissionClient
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PASS_THROUGH = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "FSSPEC_S3_ENDPOINT_URL")
+TOKEN_FILE = os.path.join("~", ".ray", "auth_token")  # Ray's default place
+GOING, OK = ("PENDING", "RUNNING"), "SUCCEEDED"
 
 
 def runtime_env() -> dict:
@@ -34,29 +41,67 @@ def runtime_env() -> dict:
     return env
 
 
+def use_token_if_present() -> bool:
+    """Turn on Ray's token authentication for this client when a token is where Ray looks and
+    ``RAY_AUTH_MODE`` was not chosen; returns whether token auth is on."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is None and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                         or os.path.exists(os.path.expanduser(TOKEN_FILE))):
+        os.environ["RAY_AUTH_MODE"] = mode = "token"
+    return mode == "token"
+
+
+def attempts(client, run: str) -> list[tuple[str, str]]:
+    """(submission id, status) of ``run``'s attempts, oldest first."""
+    found = []
+    for job in client.list_jobs():
+        sid = job.submission_id or ""
+        head, _, n = sid.rpartition("-")
+        if head == run and n.isdigit():
+            found.append((int(n), sid, str(job.status.value)))
+    return [(sid, status) for _, sid, status in sorted(found)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "http://127.0.0.1:8265"))
-    ap.add_argument("--id", required=True, help="stable submission id, e.g. deblur-nightly-$(date +%%F)")
-    ap.add_argument("--wait", action="store_true", help="follow the job; exit with its outcome")
+    ap.add_argument("--id", required=True, help="the run's key, e.g. deblur-nightly-$(date +%%F)")
+    ap.add_argument("--attempts", type=int, default=3, help="most attempts per run key (default: %(default)s)")
+    ap.add_argument("--wait", action="store_true", help="follow the attempt; exit 0 only if the run succeeded")
     ap.add_argument("entrypoint", nargs=argparse.REMAINDER, help="-- command to run on the cluster")
     args = ap.parse_args(argv)
     entrypoint = [a for a in args.entrypoint if a != "--"]
     if not entrypoint:
         ap.error("give the job's command after --")
-    client = JobSubmissionClient(args.address)
-    existing = {j.submission_id for j in client.list_jobs()}
-    if args.id in existing:
-        print(f"{args.id}: already submitted ({client.get_job_status(args.id).value}); not submitting again")
+    token = use_token_if_present()
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(args.address)
+        done = attempts(client, args.id)
+    except Exception as e:
+        if "auth" not in str(e).lower():
+            raise
+        hint = "the token on this machine was refused" if token else "no token on this machine"
+        print(f"{args.id}: {args.address} requires Ray's authentication token ({hint}): run `ray get-auth-token` "
+              f"on the head and save it as {TOKEN_FILE} (or set RAY_AUTH_TOKEN)", file=sys.stderr)
+        return 2
+    sid, status = done[-1] if done else (None, None)
+    if status == OK or status in GOING:
+        print(f"{args.id}: attempt {sid} {status}; not submitting again")
+    elif len(done) >= args.attempts:
+        print(f"{args.id}: all {len(done)} attempts failed; not retrying (raise --attempts to)", file=sys.stderr)
+        return 1
     else:
-        client.submit_job(entrypoint=shlex.join(entrypoint), submission_id=args.id, runtime_env=runtime_env())
-        print(f"{args.id}: submitted")
+        sid = f"{args.id}-{len(done) + 1}"
+        client.submit_job(entrypoint=shlex.join(entrypoint), submission_id=sid, runtime_env=runtime_env())
+        print(f"{args.id}: submitted attempt {sid}" + (f" (after {len(done)} failed)" if done else ""))
     if not args.wait:
         return 0
-    while (status := client.get_job_status(args.id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+    while (status := str(client.get_job_status(sid).value)) in GOING:
         time.sleep(2)
-    print(f"{args.id}: {status.value}")
-    return 0 if status == JobStatus.SUCCEEDED else 1
+    print(f"{args.id}: attempt {sid} {status}")
+    return 0 if status == OK else 1
 
 
 if __name__ == "__main__":

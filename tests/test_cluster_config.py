@@ -25,7 +25,11 @@ def test_cluster_yaml_validates_and_prepares(config):
     assert nodes["gpu_worker"]["min_workers"] == 0 and nodes["gpu_worker"]["resources"]["GPU"] == 1
     assert all("IamInstanceProfile" in n["node_config"] for n in nodes.values())  # credentials from roles
     assert prepared["idle_timeout_minutes"] > 0
-    assert any("deblur" in c for c in prepared["setup_commands"])
+    assert prepared["docker"]["image"] == _makefile_image()  # the image `make image` builds
+    assert not prepared["setup_commands"]  # everything is in the image
+    starts = prepared["head_start_ray_commands"] + prepared["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)  # token auth, one shared token
+    assert prepared["file_mounts"] == {"/home/ray/.ray/auth_token": "~/.ray/auth_token"}
 
 
 @pytest.mark.parametrize("where, key, typo", [
@@ -41,3 +45,10 @@ def test_a_typo_in_a_key_fails(config, where, key, typo):
     node[typo] = node.pop(key)
     with pytest.raises((jsonschema.ValidationError, ValueError, KeyError)):
         validate_config(prepare_config(config))
+
+
+def _makefile_image() -> str:
+    import re
+
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        return re.search(r"^IMAGE \?= (\S+)$", f.read(), re.M).group(1)

@@ -1,10 +1,13 @@
-"""End to end as users run it: a real head (`ray start --head`, dashboard on), `ray job submit` of a
-training job and a de-blur job over buckets on the moto S3 server, then a re-submission."""
+"""End to end as users run it: a real head (`ray start --head`, dashboard on, token authentication on, as
+Ray starts a head by default), `ray job submit` of a training job and a de-blur job over buckets on the moto
+S3 server, re-submissions, the nightly trigger's retries, and what the upload carries."""
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +21,7 @@ from tests.conftest import _free_port, textured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-FINAL_LINE = re.compile(r"^(best checkpoint: |\d+ done, |\d+ images, )", re.M)  # what each job prints last
+FINAL_LINE = re.compile(r"^(best checkpoint: |\d+ done, |\d+ images, |files: )", re.M)  # what each job prints last
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,9 @@ def head(s3_endpoint, tmp_path_factory):
     from ray.job_submission import JobSubmissionClient
 
     port, dash = _free_port(), _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    token = secrets.token_hex(16)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "PATH": BIN + os.pathsep + os.environ["PATH"]}
     env.pop("RAY_ADDRESS", None)
     start = [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
@@ -48,14 +53,15 @@ def head(s3_endpoint, tmp_path_factory):
     deadline = time.time() + 180
     while True:  # ready once it takes a job (the dashboard answers before its job agent is up)
         try:
-            JobSubmissionClient(address).submit_job(entrypoint="true", submission_id=f"readiness-{time.time_ns()}")
+            JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"}).submit_job(
+                entrypoint="true", submission_id=f"readiness-{time.time_ns()}")
             break
         except Exception:
             if time.time() > deadline or proc.poll() is not None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise
             time.sleep(1)
-    yield {"address": address, "env": env}
+    yield {"address": address, "env": env, "token": token}
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=60)
@@ -118,16 +124,51 @@ def test_train_then_deblur_jobs_over_buckets(head, bucket):
     assert again.returncode == 0 and "0 done, 3 skipped, 0 failed" in again.stdout
 
 
-def test_a_repeated_trigger_does_not_double_submit(head, tmp_path):
+def _trigger(head, home, run: str, *job: str) -> subprocess.CompletedProcess:
+    """The nightly trigger as cron runs it: jobs/submit.py, the token only in ``home``/.ray/auth_token."""
+    env = {k: v for k, v in head["env"].items() if not k.startswith("RAY_AUTH")}
+    cmd = [sys.executable, os.path.join(ROOT, "jobs", "submit.py"), "--address", head["address"], "--id", run,
+           "--wait", "--", *job]
+    return subprocess.run(cmd, env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=300)
+
+
+def test_the_nightly_trigger_retries_a_failed_run_and_never_doubles_one(head, tmp_path):
     from ray.job_submission import JobSubmissionClient
 
-    (tmp_path / "in").mkdir()
-    cmd = [sys.executable, os.path.join(ROOT, "jobs", "submit.py"), "--address", head["address"],
-           "--id", "deblur-nightly-2026-11-25", "--wait", "--", sys.executable, "-c", "print('nightly')"]
-    first = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=300)
-    second = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0 and "submitted" in first.stdout and "SUCCEEDED" in first.stdout, first.stderr
-    assert second.returncode == 0 and "already submitted" in second.stdout
-    jobs = [j for j in JobSubmissionClient(head["address"]).list_jobs()
-            if j.submission_id == "deblur-nightly-2026-11-25"]
-    assert len(jobs) == 1
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(head["token"])  # Ray's standard place; no RAY_AUTH_MODE set
+    marker = tmp_path / "failed-once"  # the job fails the first time it runs, then succeeds
+    job = [sys.executable, "-c", f"import os, sys; p = {str(marker)!r}; ok = os.path.exists(p); "
+                                 "open(p, 'w').close(); print('nightly'); sys.exit(0 if ok else 1)"]
+    run = f"deblur-nightly-{time.time_ns()}"
+    first = _trigger(head, home, run, *job)
+    assert first.returncode == 1 and f"attempt {run}-1 FAILED" in first.stdout, first.stdout + first.stderr
+    second = _trigger(head, home, run, *job)  # the next trigger retries it
+    assert second.returncode == 0 and f"submitted attempt {run}-2 (after 1 failed)" in second.stdout
+    assert f"attempt {run}-2 SUCCEEDED" in second.stdout
+    third = _trigger(head, home, run, *job)  # done: nothing more
+    assert third.returncode == 0 and "not submitting again" in third.stdout
+    ids = sorted(j.submission_id for j in JobSubmissionClient(head["address"], headers={
+        "Authorization": f"Bearer {head['token']}"}).list_jobs() if j.submission_id.startswith(run))
+    assert ids == [f"{run}-1", f"{run}-2"]
+
+
+def test_without_the_token_the_trigger_says_how_to_get_it(head, tmp_path):
+    result = _trigger(head, tmp_path, f"no-token-{time.time_ns()}", "true")
+    assert result.returncode == 2 and "ray get-auth-token" in result.stderr, result.stderr[-2000:]
+
+
+def test_only_the_code_is_uploaded(head):
+    """A 110 MB folder of data beside the code (not in .gitignore) does not travel: Ray's request limit is
+    100 MB, so the submission would fail if it did."""
+    bulky = os.path.join(ROOT, f"photos-{os.getpid()}")
+    os.makedirs(bulky)
+    try:
+        with open(os.path.join(bulky, "big.bin"), "wb") as f:
+            f.write(os.urandom(110 * 2**20))  # incompressible
+        job = submit(head, "-c", "import os; print('files:', sorted(os.listdir('.')))")
+    finally:
+        shutil.rmtree(bulky)
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert "files: ['deblur', 'jobs', 'pyproject.toml']" in job.stdout, job.stdout[-2000:]
