@@ -10,15 +10,13 @@ import logging
 import re
 import sys
 
-from deblur.core import models, training
-from deblur.core.config import (DEGRADE_ON, IMAGE_FORMATS, PIPELINE_FORMATS, STAGES, DegradeConfig, EvalConfig,
+from deblur.core.config import (BLUR_NAMES, DEFAULT_DEGRADATION, DEGRADE_ON, IMAGE_FORMATS, LOSS_NAMES, MODEL_NAMES,
+                                PIPELINE_FORMATS, PRECISION_NAMES, SCHEDULE_NAMES, STAGES, DegradeConfig, EvalConfig,
                                 PipelineConfig, RestoreConfig, TrainConfig)
-from deblur.core.degrade import BLURS, DEFAULT_DEGRADATION
-from deblur.core.restore import PRECISIONS
 
 EPILOG = "URIs may be local paths or any fsspec URL (s3://, gs://, file://, memory://)."
 DEGRADATION_HELP = (f"degradation spec BLUR[:key=value,...][+noise:sigma=S][+jpeg:quality=Q][+quantize:bits=B], "
-                    f"BLUR in {BLURS.names()}; a..b is a range drawn per image, e.g. motion:length=9+noise:sigma=0.005")
+                    f"BLUR in {sorted(BLUR_NAMES)}; a..b is a range drawn per image, e.g. motion:length=9+noise:sigma=0.005")
 T, P, E, R = TrainConfig, PipelineConfig, EvalConfig, RestoreConfig  # where every default below comes from
 
 
@@ -55,7 +53,7 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
                    "(default: %(default)s)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the model over the 8 flips/rotations of each image (8x the compute)")
-    p.add_argument("--precision", default=R.precision, choices=PRECISIONS.names(),
+    p.add_argument("--precision", default=R.precision, choices=sorted(PRECISION_NAMES),
                    help="numeric precision of the model (autocast; default: %(default)s)")
 
 
@@ -64,7 +62,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder/bucket of sharp images, or fashion-mnist[:URI]")
     p.add_argument("--output", required=True, help="training output: checkpoints land in OUTPUT/epoch_NNNN; "
                    "rerunning with the same output resumes")
-    p.add_argument("--model", default=T.model, choices=models.names(), help="architecture (default: %(default)s)")
+    p.add_argument("--model", default=T.model, choices=sorted(MODEL_NAMES), help="architecture (default: %(default)s)")
     p.add_argument("--channels", type=int, default=T.channels, choices=(1, 3), help="model channels (default: %(default)s)")
     p.add_argument("--model-option", dest="model_options", type=_option, action="append",
                    help="extra model setting KEY=VALUE (JSON value), e.g. width=16; repeatable")
@@ -87,8 +85,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "blend of two same-sized images (blur is linear; default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=T.batch_size, help="global batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=T.lr, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--loss", default=T.loss, choices=training.LOSSES.names(), help="loss (default: %(default)s)")
-    p.add_argument("--schedule", default=T.schedule, choices=training.SCHEDULES.names(),
+    p.add_argument("--loss", default=T.loss, choices=sorted(LOSS_NAMES), help="loss (default: %(default)s)")
+    p.add_argument("--schedule", default=T.schedule, choices=sorted(SCHEDULE_NAMES),
                    help="learning rate: constant, or warm-up then cosine decay over the epochs (default: %(default)s)")
     p.add_argument("--flips", action="store_true", help="random flips/rotations of each training crop")
     p.add_argument("--patch-size", type=int, default=T.patch_size, help="random crop size (default: %(default)s)")
@@ -212,13 +210,28 @@ def dispatch(args: argparse.Namespace) -> str:
         from deblur.core.evaluate import evaluate
         return evaluate(_config(EvalConfig, args))
     if args.command == "train":
+        from deblur.core.fashion_mnist import FASHION_MNIST
+
+        cfg = _config(TrainConfig, args)
+        _check_inputs(*([] if cfg.data.startswith(FASHION_MNIST) else [cfg.data]), cfg.val_data)
         from deblur.train.trainer import fit
-        return f"best checkpoint: {fit(_config(TrainConfig, args))}"
+        return f"best checkpoint: {fit(cfg)}"
+    cfg = _config(PipelineConfig, args)
+    _check_inputs(cfg.input)
     from deblur.pipeline.run import run
-    summary = run(_config(PipelineConfig, args))
+    summary = run(cfg)
     if args.fail_on_error and summary.failed:
         raise RunFailed(summary.line())
     return summary.line()
+
+
+def _check_inputs(*uris: str | None) -> None:
+    """Inputs exist: checked before the Ray layer is even imported, so bad input fails in a second or two."""
+    from deblur.core.storage import check_input
+
+    for uri in uris:
+        if uri:
+            check_input(uri)
 
 
 class RunFailed(Exception):

@@ -85,3 +85,25 @@ def test_a_worker_error_reaches_the_one_line_error_with_its_type_and_message(ray
         ray_cluster.get(read.remote())
     assert type(info.value).__name__.startswith("RayTaskError")
     assert one_line(info.value) == "StorageDown: Unable to locate credentials"
+
+
+def _python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_help_imports_neither_torch_nor_ray():
+    """`deblur --help` and every command's help come from the configs alone (fast: no torch, no Ray)."""
+    loaded = _python("import sys; from deblur.cli import parser; p = parser(); p.format_help(); "
+                     "[s.format_help() for s in p._subparsers._group_actions[0].choices.values()]; "
+                     "print(sorted(m for m in ('torch', 'ray', 'cv2') if m in sys.modules))")
+    assert loaded == "[]"
+
+
+@pytest.mark.parametrize("args", [["run", "--input", "/nonexistent/in", "--output", "/tmp/o"],
+                                  ["train", "--data", "/nonexistent/in", "--output", "/tmp/o"],
+                                  ["train", "--data", ".", "--val-data", "/nonexistent/val", "--output", "/tmp/o"]])
+def test_bad_input_fails_before_ray_is_even_imported(args):
+    out = _python(f"import sys; from deblur.cli import main; rc = main({args!r}); print(rc, 'ray' in sys.modules)")
+    assert out == "2 False"

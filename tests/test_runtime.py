@@ -45,6 +45,17 @@ def test_a_killed_command_leaves_no_ray_process_behind(tmp_path, seed_checkpoint
     while time.time() < deadline and _alive(descendants):
         time.sleep(0.5)
     assert not _alive(descendants), [p.name() for p in _alive(descendants)]
+    assert "ray: started a local cluster" in proc.stderr.read()
+
+
+def test_a_command_attaches_to_a_running_cluster_and_says_so(ray_cluster, tmp_path, seed_checkpoint, photo_folder):
+    address = ray_cluster.get_runtime_context().gcs_address
+    result = subprocess.run([sys.executable, "-m", "deblur.cli", "run", "--model", seed_checkpoint, "--input",
+                             str(photo_folder), "--output", str(tmp_path / "out")], capture_output=True, text=True,
+                            env={**os.environ, "RAY_ADDRESS": address}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"ray: attached to the cluster at {address}" in result.stderr
+    assert "started a local cluster" not in result.stderr
 
 
 def test_the_watcher_kills_what_outlives_the_driver_and_nothing_else():

@@ -21,6 +21,14 @@ IMAGE_FORMATS = ("png", "jpg", "webp")
 PIPELINE_FORMATS = (*IMAGE_FORMATS, "parquet")
 STAGES = ("auto", "fused", "split")
 DEGRADE_ON = ("loader", "device")
+# The names each registry must hold (checked when the registry is built), here so that parsing arguments
+# and printing help need no torch: models, losses, schedules, precisions, blurs.
+MODEL_NAMES = ("seed", "unet")
+LOSS_NAMES = ("bce", "charbonnier", "l1", "mse", "psnr")
+SCHEDULE_NAMES = ("constant", "cosine")
+PRECISION_NAMES = ("bf16", "fp16", "fp32")
+BLUR_NAMES = ("anisotropic", "blind", "defocus", "gaussian", "motion", "none", "seed", "shake", "warp", "real")
+DEFAULT_DEGRADATION = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"  # the blind model's family
 
 
 def _require(ok: bool, message: str) -> None:

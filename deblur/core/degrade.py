@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from deblur.core.camera import CameraPath, RealisticBlur, WarpBlur, warp_average
+from deblur.core.config import BLUR_NAMES, DEFAULT_DEGRADATION  # noqa: F401 (re-exported)
 from deblur.core.image import from_float, imencode, to_float
 from deblur.core.kernels import KERNEL_BLURS, Range, draw
 from deblur.core.registry import Registry
@@ -26,7 +27,6 @@ Drawn = np.ndarray | CameraPath  # what a blur draws for one image: a kernel, or
 
 BORDER = cv2.BORDER_REFLECT_101  # OpenCV's default, and what GaussianBlur uses in the article
 _SEED_KERNEL = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
-DEFAULT_DEGRADATION = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"
 
 
 def draw_blur(blur: Any, rng: np.random.Generator) -> Drawn:
@@ -148,7 +148,7 @@ class PoissonNoise(Corruption):
 
 
 CORRUPTIONS: Registry[type] = Registry("corruption", {c.name: c for c in (Noise, PoissonNoise, Jpeg, Quantize)})
-BLURS: Registry[type] = Registry("blur", {b.name: b for b in (*KERNEL_BLURS, WarpBlur, RealisticBlur)})
+BLURS: Registry[type] = Registry("blur", {b.name: b for b in (*KERNEL_BLURS, WarpBlur, RealisticBlur)}, BLUR_NAMES)
 
 
 @dataclass(frozen=True)

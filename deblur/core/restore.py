@@ -17,13 +17,13 @@ import torch
 import torch.nn as nn
 
 from deblur.core import checkpoint, flips
-from deblur.core.config import RestoreConfig
+from deblur.core.config import PRECISION_NAMES, RestoreConfig
 from deblur.core.image import from_float, to_float, to_numpy, to_tensor
 from deblur.core.registry import Registry
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 PRECISIONS: Registry[torch.dtype | None] = Registry("precision", {
-    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16})
+    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}, PRECISION_NAMES)
 
 
 def tiled(fn: Fn, x: torch.Tensor, tile: int, pad: int, batch: int = 4) -> torch.Tensor:

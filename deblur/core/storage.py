@@ -60,14 +60,20 @@ def read_bytes(uri: str) -> bytes:
     return fs.cat_file(path)
 
 
+def check_input(uri: str) -> None:
+    """Raise FileNotFoundError (``input not found: URI``) unless ``uri`` exists: checked before any work."""
+    fs, root = filesystem(uri)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"input not found: {uri}")
+
+
 def list_images(uri: str) -> list[str]:
     """Full URLs of every image file under ``uri`` (recursive, sorted); ``uri`` may name one file.
 
     Raises FileNotFoundError when ``uri`` does not exist.
     """
+    check_input(uri)
     fs, root = filesystem(uri)
-    if not fs.exists(root):
-        raise FileNotFoundError(f"input not found: {uri}")
     paths = [root] if fs.isfile(root) else fs.find(root)
     return sorted(unstrip(fs, p) for p in paths if p.lower().endswith(IMAGE_EXTENSIONS))
 

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deblur.core import metrics
+from deblur.core.config import LOSS_NAMES, SCHEDULE_NAMES
 from deblur.core.degrade import Degradation, degrade_crop
 from deblur.core.flips import flip_array
 from deblur.core.image import to_channels, to_numpy, to_tensor
@@ -37,7 +38,7 @@ LOSSES: Registry[Loss] = Registry("loss", {
     "l1": F.l1_loss,
     "charbonnier": lambda out, target: torch.sqrt((out - target) ** 2 + 1e-6).mean(),
     "psnr": _psnr_loss,
-})
+}, LOSS_NAMES)
 
 
 def loss_fn(out: torch.Tensor, target: torch.Tensor, name: str) -> torch.Tensor:
@@ -56,7 +57,7 @@ def _cosine(base: float, progress: float, warmup: float = 0.02) -> float:
 SCHEDULES: Registry[Callable[[float, float], float]] = Registry("schedule", {
     "constant": lambda base, progress: base,
     "cosine": _cosine,
-})
+}, SCHEDULE_NAMES)
 
 
 def learning_rate(base: float, progress: float, schedule: str) -> float:

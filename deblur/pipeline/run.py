@@ -22,7 +22,7 @@ from ray.data import ActorPoolStrategy
 
 from deblur.core import checkpoint
 from deblur.core.config import PipelineConfig
-from deblur.core.storage import absolute, check_output, filesystem, is_process_local
+from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local
 from deblur.pipeline import sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
@@ -55,6 +55,7 @@ def run(cfg: PipelineConfig) -> Summary:
     if is_process_local(filesystem(cfg.output)[0]):
         raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
     source, output = absolute(cfg.input), absolute(cfg.output)  # workers may run elsewhere
+    check_input(source)  # bad input fails before Ray starts
     check_output(output)
     ckpt = checkpoint.resolve(cfg.model)
     checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint

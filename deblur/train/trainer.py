@@ -36,7 +36,8 @@ from deblur.core import checkpoint, models
 from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
 from deblur.core.image import to_channels, to_float
-from deblur.core.storage import check_output, filesystem, is_local, to_pyarrow, unstrip
+from deblur.core.fashion_mnist import FASHION_MNIST
+from deblur.core.storage import check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
@@ -49,6 +50,9 @@ from deblur.train.datasets import training_datasets
 def fit(cfg: TrainConfig) -> str:
     """Train as ``cfg`` says (checked when it was built); returns the URI of the best checkpoint written
     under ``cfg.output``."""
+    for uri in ([] if cfg.data.startswith(FASHION_MNIST) else [cfg.data]) + [cfg.val_data]:
+        if uri:
+            check_input(uri)  # bad input fails before Ray starts
     check_output(cfg.output)
     if cfg.init:
         checkpoint.load(checkpoint.resolve(cfg.init))  # fail now, in the driver, on an unreadable checkpoint

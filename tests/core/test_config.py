@@ -57,3 +57,18 @@ def test_a_registry_raises_on_unknown_names_and_lists_the_choices():
     assert reg["a"] == 1 and reg.names() == ["a", "b"] and "a" in reg and list(reg) == ["a", "b"]
     with pytest.raises(ValueError, match="unknown thing 'c'; choose one of: a, b"):
         reg["c"]
+
+
+def test_a_registry_must_hold_the_names_config_declares():
+    assert Registry("thing", {"b": 2, "a": 1}, ("a", "b"))["b"] == 2
+    with pytest.raises(RuntimeError, match="does not match"):
+        Registry("thing", {"a": 1}, ("a", "b"))
+
+
+def test_every_registry_holds_what_config_declares():
+    from deblur.core import config, degrade, models, restore, training
+
+    for registry, names in ((models.REGISTRY, config.MODEL_NAMES), (training.LOSSES, config.LOSS_NAMES),
+                            (training.SCHEDULES, config.SCHEDULE_NAMES), (restore.PRECISIONS, config.PRECISION_NAMES),
+                            (degrade.BLURS, config.BLUR_NAMES)):
+        assert registry.names() == sorted(names)

@@ -12,12 +12,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from deblur.core.config import MODEL_NAMES
 from deblur.core.models.base import Model, Settings
 from deblur.core.models.seed import SeedAutoencoder
 from deblur.core.models.unet import UNet
 from deblur.core.registry import Registry
 
-REGISTRY: Registry[type[Model]] = Registry("model", {"seed": SeedAutoencoder, "unet": UNet})
+REGISTRY: Registry[type[Model]] = Registry("model", {"seed": SeedAutoencoder, "unet": UNet}, MODEL_NAMES)
 DEFAULT = "unet"
 
 
