@@ -40,9 +40,9 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _degradation(p: argparse.ArgumentParser, default: str | None, extra: str) -> None:
+def _degradation(p: argparse.ArgumentParser, default: str | None, extra: str, required: bool = False) -> None:
     """``--degradation`` (``--blur``: its older name, still accepted)."""
-    p.add_argument("--degradation", "--blur", dest="degradation", required=default is None, default=default,
+    p.add_argument("--degradation", "--blur", dest="degradation", required=required, default=default,
                    help=DEGRADATION_HELP + extra)
 
 
@@ -140,7 +140,7 @@ def _degrade_parser(sub: argparse._SubParsersAction) -> None:
                        "folder/bucket ('blur' is its older name)", epilog=EPILOG)
     p.add_argument("--input", required=True, help="folder/bucket (or one file) of sharp images")
     p.add_argument("--output", required=True, help="output root; input paths are mirrored below it")
-    _degradation(p, None, "; 'none' with --downscale makes sharp copies")
+    _degradation(p, None, "; 'none' with --downscale makes sharp copies", required=True)
     p.add_argument("--downscale", type=float, default=DegradeConfig.downscale,
                    help="shrink inputs by this factor first (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DegradeConfig.seed,
@@ -155,7 +155,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder/bucket of sharp images")
     p.add_argument("--output", required=True, help="folder for metrics.parquet, summary.json, report.png/.html")
     p.add_argument("--model", help="checkpoint directory or training output (default: the bundled model)")
-    _degradation(p, E.degradation, " (default: %(default)s)")
+    _degradation(p, E.degradation, " (default: the one the model was trained on, recorded in its checkpoint; "
+                 f"else {DEFAULT_DEGRADATION})")
     p.add_argument("--paired", help="folder of already degraded images named as in --data (instead of --degradation)")
     p.add_argument("--seed", type=int, default=E.seed, help="random seed of the degradations (default: %(default)s)")
     p.add_argument("--downscale", type=float, default=E.downscale, help="shrink sharp images by this factor first")

@@ -1,11 +1,18 @@
 """Connecting to Ray: the cluster that runs a job (``RAY_ADDRESS``, as ``ray job submit`` sets it), a head
 already started on this machine (``ray start --head``), or else a fresh local one. Called only once the
-arguments are known to be good, so bad input fails fast. Says on one line which it did."""
+arguments are known to be good, so bad input fails fast. Says on one line which it did.
+
+Quiet unless the root logger is at DEBUG (``deblur -v``): Ray's own INFO logs, Ray Data's progress logs and
+bars, Ray Train's per-report lines, Python warnings in workers, Ray's C++ error-level chatter and colour codes
+in redirected output are all turned down; the commands print their own progress instead.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +25,11 @@ def existing_cluster() -> str | None:
     return canonicalize_bootstrap_address(None)
 
 
+def verbose() -> bool:
+    """True when everything should be shown (``deblur -v`` sets the root logger to DEBUG)."""
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def ensure_ray() -> None:
     """Initialise Ray once per process (no-op when already initialised, e.g. by a test or a job).
 
@@ -28,7 +40,13 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     address = existing_cluster()
-    ray.init(address=address or "local", logging_level=logging.WARNING)
+    loud = verbose()
+    if not loud:
+        _quiet_processes()
+    ray.init(address=address or "local", logging_level=logging.INFO if loud else logging.WARNING)
+    if not loud:
+        _quiet_data()
+        _quiet_worker_logs()
     resources = ray.cluster_resources()
     size = f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
     if address:
@@ -38,3 +56,70 @@ def ensure_ray() -> None:
 
         reaper.start(os.getpid())
         log.info("ray: started a local cluster (%s); it stops with this command", size)
+
+
+def require_gpus() -> None:
+    """Raise ValueError at once when the cluster has no GPU and its autoscaler cannot add one (``--gpu`` would
+    otherwise wait for ever); when the autoscaler can, say that GPU nodes are being waited for."""
+    import ray
+    from ray._private.state import state  # the autoscaler's cluster config, as Ray Train reads it
+
+    resources = ray.cluster_resources()
+    if resources.get("GPU", 0) >= 1:
+        return
+    try:
+        most = state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # no autoscaler config to read: a fixed cluster
+        most = {}
+    if most.get("GPU", 0) >= 1:
+        log.info("ray: no GPU node yet; the autoscaler can add up to %g GPUs, waiting for it", most["GPU"])
+        return
+    raise ValueError(f"--gpu, but the cluster has no GPU ({resources.get('CPU', 0):g} CPUs, 0 GPUs) and no node "
+                     "type its autoscaler could add has one; run without --gpu, or add GPU nodes")
+
+
+def _quiet_processes() -> None:
+    """Settings the processes of a local cluster inherit (set before it starts; never overriding the user's)."""
+    # Ray's note that a new local cluster uses token authentication (its default): said in the README
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # deprecation notes from inside Ray's own workers
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
+# Lines of Ray's own that workers print and the driver would repeat: C++ log lines, Ray Train's per-report
+# line, Ray Data's execution notes. A worker's exception still ends the command with its cause.
+_RAY_NOISE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ [DIWEF] \d+ \d+\] \S+\.cc:\d+:|Reporting training result \d+:"
+                        r"|Progress bars disabled|execution finished in [\d.]+ seconds|Starting execution of Dataset"
+                        r"|Execution plan of Dataset|A new progress UI is available")
+_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
+
+
+def _quiet_worker_logs() -> None:
+    """Workers' lines reach this console without :data:`_RAY_NOISE` (Ray's own log printer, filtered)."""
+    from ray._private import worker
+
+    def print_kept(data: dict) -> None:
+        lines, skip_source = [], False
+        for ln in data["lines"]:
+            warned = bool(_WARNING.match(ln))  # a Python warning from inside Ray, and its source line
+            if not (warned or _RAY_NOISE.search(ln) or (skip_source and ln.startswith("  "))):
+                lines.append(ln)
+            skip_source = warned
+        if lines:
+            worker.print_to_stdstream({**data, "lines": lines}, ignore_prefix=False)
+
+    dispatcher = worker.global_worker_stdstream_dispatcher
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", print_kept)
+
+
+def _quiet_data() -> None:
+    """Ray Data without its progress logs and bars (the pipeline prints its own)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"

@@ -7,6 +7,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from deblur import reaper
 from tests.conftest import textured, write_image
@@ -81,3 +82,37 @@ def test_the_watcher_kills_what_outlives_the_driver_and_nothing_else():
     assert not _alive(orphan)
     assert bystander.poll() is None
     bystander.kill()
+
+
+def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder):
+    """Each epoch line once, no Ray Train/Data chatter, no colour codes in redirected output, a warning for
+    images smaller than the patch; -v shows all."""
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
+    outputs = {}
+    for flags in ([], ["-v"]):
+        out = tmp_path / f"run{len(flags)}"
+        result = subprocess.run([sys.executable, "-m", "deblur.cli", *flags, "train", "--data", str(photo_folder),
+                                 "--val-data", str(photo_folder), "--output", str(out), "--epochs", "2",
+                                 "--batch-size", "2", "--patch-size", "48", "--workers", "1"],
+                                capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[len(flags)] = result.stdout + result.stderr
+    quiet, loud = outputs[0], outputs[1]
+    for epoch in ("epoch 1/2 ", "epoch 2/2 "):
+        assert quiet.count(epoch) == 1, quiet[-3000:]
+    assert "\x1b[" not in quiet
+    assert "warning: 3 of 6 training images are smaller than --patch-size 48 (the smallest is 52x36)" in quiet
+    for noise in ("Reporting training result", "Running Dataset", "Total Progress", "core_worker.cc", "Warning:"):
+        assert noise not in quiet, (noise, quiet[-3000:])
+    assert "Reporting training result" in loud  # -v: everything
+
+
+@pytest.mark.parametrize("command", [["run", "--input", "{src}", "--output", "{out}"],
+                                     ["train", "--data", "{src}", "--output", "{out}", "--epochs", "1"]])
+def test_gpu_work_on_a_cluster_without_gpus_fails_at_once(ray_cluster, tmp_path, photo_folder, command):
+    """Not a wait for ever: the tests' cluster has no GPU and no autoscaler that could add one."""
+    args = [a.format(src=photo_folder, out=tmp_path / "out") for a in command]
+    result = subprocess.run([sys.executable, "-m", "deblur.cli", *args, "--gpu"], capture_output=True, text=True,
+                            env={**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address},
+                            timeout=120)
+    assert result.returncode == 2 and "--gpu, but the cluster has no GPU" in result.stderr, result.stderr[-2000:]

@@ -185,7 +185,7 @@ class EvalConfig(RestoreConfig):
     data: str
     output: str
     model: str | None = None
-    degradation: str = "seed"
+    degradation: str | None = None  # None: the model's own training degradation (see evaluate)
     paired: str | None = None
     seed: int = 0
     downscale: float = 1.0
@@ -195,7 +195,8 @@ class EvalConfig(RestoreConfig):
     report_images: int = 6
 
     def __post_init__(self) -> None:
-        check_degradation(self.degradation)
+        if self.degradation is not None:
+            check_degradation(self.degradation)
         _require(self.downscale > 0, f"downscale must be > 0, got {self.downscale}")
         _require(self.crop_border >= 0, f"crop-border must be >= 0, got {self.crop_border}")
         _require(self.limit >= 0, f"limit must be >= 0 (0: all), got {self.limit}")

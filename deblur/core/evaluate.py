@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from deblur.core import checkpoint, metrics
-from deblur.core.config import EvalConfig
+from deblur.core.config import DEFAULT_DEGRADATION, EvalConfig
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, from_float, to_float, to_hwc
 from deblur.core.report import write_report
@@ -46,7 +46,8 @@ def evaluate(cfg: EvalConfig) -> str:
     """Run the evaluation ``cfg`` describes; writes ``metrics.parquet``, ``summary.json``, ``report.png``
     and ``report.html`` under ``cfg.output`` and returns a one-line summary."""
     restorer = load(cfg.model, "cpu", **cfg.restore().to_dict())
-    deg = parse_degradation(cfg.degradation)
+    spec = cfg.degradation or trained_on(restorer.checkpoint)
+    deg = parse_degradation(spec)
     noise = noise_sigma_of(deg.corruptions)
     scored, failed = [], []
     for key, pair in tqdm(list(pairs(cfg.data, cfg.paired, deg, cfg.seed, cfg.downscale, cfg.limit)),
@@ -63,11 +64,17 @@ def evaluate(cfg: EvalConfig) -> str:
         detail = f": {failed[0]['image']}: {failed[0]['error']}" if failed else ""
         raise FileNotFoundError(f"no images could be evaluated under {cfg.data}{detail}")
     model_id = checkpoint.model_id(restorer.checkpoint)
-    label = "paired" if cfg.paired else cfg.degradation
-    summary = {**summarise(scored, label, model_id), "failed": failed}
+    label = "paired" if cfg.paired else spec
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("output",)} | {"degradation": label}
+    summary = {**summarise(scored, label, model_id), "failed": failed, "settings": settings}
     _write_outputs(cfg.output, scored, summary, label, model_id, cfg.report_images)
     means = "  ".join(f"{m} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for m, v in summary["mean"].items())
     return f"{len(scored)} images, {label}: {means}, {len(failed)} failed -> {cfg.output}"
+
+
+def trained_on(checkpoint_uri: str) -> str:
+    """The degradation a checkpoint was trained on (its ``config.json``), else the default model's."""
+    return checkpoint.read_config(checkpoint_uri).get("blur") or DEFAULT_DEGRADATION
 
 
 def pairs(data: str, paired: str | None, deg: Degradation, seed: int, factor: float, limit: int):
@@ -137,5 +144,5 @@ def _write_outputs(output: str, scored: list[Scored], summary: dict, label: str,
     write_atomic(fs, posixpath.join(root, "metrics.parquet"), buf.getvalue())
     write_atomic(fs, posixpath.join(root, "summary.json"), json.dumps(summary, indent=2).encode())
     step = max(1, len(scored) // max(report_images, 1))  # spread over the set (e.g. every sprite class)
-    for name, data in write_report(scored[::step][:report_images], summary).items():
+    for name, data in write_report(scored, summary, scored[::step][:report_images]).items():
         write_atomic(fs, posixpath.join(root, name), data)

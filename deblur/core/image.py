@@ -61,14 +61,44 @@ def decode(data: bytes, max_megapixels: float = 0.0) -> np.ndarray:
     return apply_orientation(img, head[2]) if head else img
 
 
-def encode(img: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """Encode HW/HWC (C = 1, 3 or 4; RGB(A) order) uint8/uint16 ``img`` as ``fmt`` (png, jpg, webp)."""
+def metadata(data: bytes) -> tuple[bytes, bytes]:
+    """(EXIF, ICC profile) of an encoded image, read from its header by Pillow; each b"" when absent.
+    The EXIF's orientation is set to 1 (upright), because :func:`decode` applies it to the pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            icc = im.info.get("icc_profile") or b""
+            exif = im.getexif()
+            if not exif:
+                return b"", icc
+            if 0x0112 in exif:
+                exif[0x0112] = 1
+            return exif.tobytes(), icc
+    except Exception:  # no metadata Pillow can read (or not an image: the decoder says so)
+        return b"", b""
+
+
+def encode(img: np.ndarray, fmt: str, quality: int = 95, exif: bytes = b"", icc: bytes = b"") -> bytes:
+    """Encode HW/HWC (C = 1, 3 or 4; RGB(A) order) uint8/uint16 ``img`` as ``fmt`` (png, jpg, webp), with
+    ``exif`` and ``icc`` (an ICC profile) embedded when given (8-bit images; Pillow writes them)."""
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
+    if (exif or icc) and img.dtype == np.uint8:
+        return _encode_with_metadata(img, fmt, quality, exif, icc)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     params = {"jpg": [cv2.IMWRITE_JPEG_QUALITY, quality], "webp": [cv2.IMWRITE_WEBP_QUALITY, quality]}
     return imencode(fmt, img, params.get(fmt, []))
+
+
+def _encode_with_metadata(img: np.ndarray, fmt: str, quality: int, exif: bytes, icc: bytes) -> bytes:
+    pil = Image.fromarray(img)
+    if fmt == "jpg" and pil.mode == "RGBA":
+        pil = pil.convert("RGB")
+    options = {"png": {"format": "PNG", "compress_level": 1}, "jpg": {"format": "JPEG", "quality": quality},
+               "webp": {"format": "WEBP", "quality": quality}}[fmt]
+    buf = io.BytesIO()
+    pil.save(buf, **options, **({"exif": exif} if exif else {}), **({"icc_profile": icc} if icc else {}))
+    return buf.getvalue()
 
 
 def imencode(fmt: str, img: np.ndarray, params: list[int] | None = None) -> bytes:

@@ -39,7 +39,8 @@ class InputRow(TypedDict, total=False):
 
 class DecodedRow(TypedDict):
     """An input after decoding (``bytes`` dropped): the image as :func:`pack` stores it (empty when
-    skipped or failed), and ``sharpness_before`` (variance of the Laplacian, [0, 1] scale)."""
+    skipped or failed), ``sharpness_before`` (variance of the Laplacian, [0, 1] scale), and the source's
+    ``exif`` (orientation reset to upright: it is applied to the pixels) and ``icc`` profile (b"": none)."""
 
     path: str
     output: str
@@ -50,6 +51,8 @@ class DecodedRow(TypedDict):
     shape: str
     dtype: str
     sharpness_before: float
+    exif: bytes
+    icc: bytes
 
 
 class Record(TypedDict):

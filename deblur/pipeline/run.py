@@ -11,6 +11,7 @@ file is an error row, never fatal; inputs already done (per the manifest) are sk
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from collections import Counter
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 
 import ray.data
 from ray.data import ActorPoolStrategy
+from tqdm import tqdm
 
 from deblur.core import checkpoint
 from deblur.core.config import PipelineConfig
@@ -26,14 +28,15 @@ from deblur.core.storage import absolute, check_input, check_output, filesystem,
 from deblur.pipeline import sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
-from deblur.runtime import ensure_ray
+from deblur.runtime import ensure_ray, require_gpus
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run did: counts by status, wall time, megapixels processed, the manifest written."""
+    """What a run did: counts by status, megapixels processed, the manifest written; ``seconds`` in all,
+    ``startup`` of them before the first result (Ray, actors, the model), and the throughput after it."""
 
     done: int
     skipped: int
@@ -42,12 +45,54 @@ class Summary:
     megapixels: float
     output: str
     manifest: str
+    startup: float = 0.0
+    steady_images: int = 0
+    steady_megapixels: float = 0.0
 
     def line(self) -> str:
-        s = max(self.seconds, 1e-9)
+        steady = max(self.seconds - self.startup, 1e-9)
         return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s "
-                f"({self.done / s:.2f} images/s, {self.megapixels / s:.2f} Mpx/s) -> {self.output} "
-                f"(manifest {self.manifest})")
+                f"(start-up {self.startup:.1f}s, then {self.steady_images / steady:.2f} images/s, "
+                f"{self.steady_megapixels / steady:.2f} Mpx/s) -> {self.output} (manifest {self.manifest})")
+
+
+class Progress:
+    """Progress of a run: one bar on a terminal, else a line every ``every`` seconds; also keeps the
+    counts, and the time and totals at the first result (to give throughput without start-up)."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.t0 = time.perf_counter()
+        self.status: Counter = Counter()
+        self.megapixels = 0.0
+        self.first: tuple[float, int, float] | None = None  # (time, images, megapixels) of the first batch
+        self.every, self.last = every, self.t0
+        self.bar = tqdm(desc="deblur run", unit=" images", file=sys.stderr) if sys.stderr.isatty() else None
+
+    def add(self, status: list[str], megapixels: float) -> None:
+        self.status.update(status)
+        self.megapixels += megapixels
+        if self.first is None:
+            self.first = (time.perf_counter(), self.processed, self.megapixels)
+        if self.bar is not None:
+            self.bar.set_postfix(failed=self.status["failed"], skipped=self.status["skipped"], refresh=False)
+            self.bar.update(len(status))
+        elif time.perf_counter() - self.last >= self.every:
+            self.last = time.perf_counter()
+            log.info("%d done, %d skipped, %d failed so far (%.0fs)", self.status["done"], self.status["skipped"],
+                     self.status["failed"], self.last - self.t0)
+
+    @property
+    def processed(self) -> int:
+        return self.status["done"] + self.status["failed"]
+
+    def summary(self, output: str, manifest: str) -> Summary:
+        if self.bar is not None:
+            self.bar.close()
+        end = time.perf_counter()
+        first_t, first_n, first_mpx = self.first or (end, 0, 0.0)
+        return Summary(self.status["done"], self.status["skipped"], self.status["failed"], end - self.t0,
+                       self.megapixels, output, manifest, startup=first_t - self.t0,
+                       steady_images=self.processed - first_n, steady_megapixels=self.megapixels - first_mpx)
 
 
 def run(cfg: PipelineConfig) -> Summary:
@@ -64,24 +109,23 @@ def run(cfg: PipelineConfig) -> Summary:
     with sinks.Lease(output, run_id):
         known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs)
         ensure_ray()
-        t0 = time.perf_counter()
+        if cfg.gpu:
+            require_gpus()
+        progress = Progress()
         if cfg.input_column:
             ds = parquet_rows(source, cfg.input_column, output, cfg.format, known)
         else:
             ds = input_rows(source, output, cfg.format, known)
         ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
-        status, mpx = Counter(), 0.0
-        for batch in ds.iter_batches(batch_size=256, batch_format="numpy"):
-            status.update(batch["status"].tolist())
-            mpx += float(batch["megapixels"].sum())
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            progress.add(batch["status"].tolist(), float(batch["megapixels"].sum()))
             for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
                 if st == "failed":
                     log.warning("failed: %s: %s", path, err)
         manifest = sinks.compact_manifest(output, run_id)
         if cfg.format == "parquet":
             sinks.commit_parquet(output)
-    return Summary(status["done"], status["skipped"], status["failed"], time.perf_counter() - t0, mpx,
-                   cfg.output, manifest)
+    return progress.summary(cfg.output, manifest)
 
 
 def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, ckpt: str, sink: dict) -> ray.data.Dataset:

@@ -38,6 +38,7 @@ PARQUET_SCHEMA = pa.schema([
     ("path", pa.string()), ("image", pa.binary()), ("format", pa.string()), ("width", pa.int32()),
     ("height", pa.int32()), ("channels", pa.int32()), ("model", pa.string()),
     ("sharpness_before", pa.float64()), ("sharpness_after", pa.float64()), ("run", pa.string()),
+    ("icc_profile", pa.binary()),  # the source's ICC colour profile (also inside ``image``); null: none
 ])
 
 

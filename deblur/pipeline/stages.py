@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from deblur.core import restore
-from deblur.core.image import decode, encode
+from deblur.core.image import decode, encode, metadata
 from deblur.core.metrics import sharpness
 from deblur.core.storage import filesystem, read_bytes, write_atomic
 from deblur.pipeline import sinks
@@ -35,16 +35,19 @@ def decode_batch(batch: Batch, max_megapixels: float = 0.0) -> Batch:
     8/16-bit); a row that cannot be read or decoded gets its ``error``."""
     n = len(batch["path"])
     blobs = batch.get("bytes", [None] * n)
-    cols: dict[str, list] = {"pixels": [], "shape": [], "dtype": [], "sharpness_before": [], "error": []}
+    cols: dict[str, list] = {"pixels": [], "shape": [], "dtype": [], "sharpness_before": [], "exif": [], "icc": [],
+                             "error": []}
     for path, skip, error, data in zip(batch["path"], batch["skip"], batch["error"], blobs):
-        packed, sharp = EMPTY, 0.0
+        packed, sharp, exif, icc = EMPTY, 0.0, b"", b""
         if not skip and not error:
             try:
-                img = decode(read_bytes(str(path)) if data is None else data, max_megapixels)
-                packed, sharp = pack(img), sharpness(img)
+                data = read_bytes(str(path)) if data is None else data
+                img = decode(data, max_megapixels)
+                packed, sharp, (exif, icc) = pack(img), sharpness(img), metadata(data)
             except (OSError, ValueError) as e:  # one bad input never stops the run
                 error = _error(e)
-        for key, value in (*packed.items(), ("sharpness_before", sharp), ("error", str(error))):
+        for key, value in (*packed.items(), ("sharpness_before", sharp), ("exif", exif), ("icc", icc),
+                           ("error", str(error))):
             cols[key].append(value)
     return {k: v for k, v in batch.items() if k != "bytes"} | cols
 
@@ -77,7 +80,8 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) ->
         if batch["pixels"][i] and not record["error"]:
             try:
                 img = unpack(batch["pixels"][i], str(batch["shape"][i]), str(batch["dtype"][i]))
-                row = _store(img, record["path"], str(batch["output"][i]), fmt, model_id, run)
+                row = _store(img, record["path"], str(batch["output"][i]), fmt, model_id, run,
+                             bytes(batch["exif"][i]), bytes(batch["icc"][i]))
                 if row is not None:
                     rows.append({**row, "sharpness_before": float(batch["sharpness_before"][i])})
                 record.update(status="done", megapixels=img.shape[0] * img.shape[1] / 1e6,
@@ -97,17 +101,20 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) ->
     return {k: [r[k] for r in records] for k in ("path", "status", "error", "megapixels")}
 
 
-def _store(img: np.ndarray, path: str, output: str, fmt: str, model_id: str, run: str) -> dict | None:
-    """Encode one restored image and write it to ``output``; for Parquet, return its row instead."""
+def _store(img: np.ndarray, path: str, output: str, fmt: str, model_id: str, run: str, exif: bytes,
+           icc: bytes) -> dict | None:
+    """Encode one restored image (with the source's EXIF and ICC profile) and write it to ``output``; for
+    Parquet, return its row instead."""
     codec = "png" if fmt == "parquet" else fmt
-    encoded = encode(img if codec == "png" or img.dtype == np.uint8 else (img // 257).astype(np.uint8), codec)
+    img = img if codec == "png" or img.dtype == np.uint8 else (img // 257).astype(np.uint8)
+    encoded = encode(img, codec, exif=exif, icc=icc)
     if fmt != "parquet":
         fs, dst = filesystem(output)
         write_atomic(fs, dst, encoded)
         return None
     return {"path": path, "image": encoded, "format": codec, "width": img.shape[1], "height": img.shape[0],
             "channels": 1 if img.ndim == 2 else img.shape[2], "model": model_id,
-            "sharpness_after": sharpness(img), "run": run}
+            "sharpness_after": sharpness(img), "run": run, "icc_profile": icc or None}
 
 
 class FusedStage(ModelStage):

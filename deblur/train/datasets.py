@@ -8,6 +8,7 @@ applied later, on the fly, so any folder of photos is training data.
 from __future__ import annotations
 
 import logging
+import warnings
 import zlib
 from typing import Any
 
@@ -67,5 +68,7 @@ def training_datasets(data: str, val_data: str | None, val_fraction: float) -> t
     ds = image_folder(data)
     if val_data:
         return ds, image_folder(val_data)
-    return (ds.filter(lambda r: not validation_split(r["path"], val_fraction)),
-            ds.filter(lambda r: validation_split(r["path"], val_fraction)))
+    with warnings.catch_warnings():  # a hash of the path is no Ray Data expression: the row function it is
+        warnings.filterwarnings("ignore", message="Use 'expr' instead of 'fn'")
+        return (ds.filter(lambda r: not validation_split(r["path"], val_fraction)),
+                ds.filter(lambda r: validation_split(r["path"], val_fraction)))

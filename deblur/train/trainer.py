@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import sys
 import tempfile
 import time
 import zlib
@@ -43,8 +44,15 @@ from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
 from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
                                   training_batches, validate)
-from deblur.runtime import ensure_ray
+from deblur.runtime import ensure_ray, require_gpus
 from deblur.train.datasets import training_datasets
+
+
+def say(line: str) -> None:
+    """One line from a training worker to the driver's console, once (Ray Train patches ``print`` in its
+    workers to also log what is printed, which shows every line twice)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def fit(cfg: TrainConfig) -> str:
@@ -57,6 +65,8 @@ def fit(cfg: TrainConfig) -> str:
     if cfg.init:
         checkpoint.load(checkpoint.resolve(cfg.init))  # fail now, in the driver, on an unreadable checkpoint
     ensure_ray()
+    if cfg.gpu:
+        require_gpus()
     train_ds, val_ds = training_datasets(cfg.data, cfg.val_data, cfg.val_fraction)
     # Read and decode now, with every CPU, before the training workers hold them; the validation set is
     # always small enough, the training set unless ``--no-cache`` asks to stream it every epoch.
@@ -118,6 +128,8 @@ def train_loop(config: dict) -> None:
                            channels, cfg.seed)
     train = ShardImages(ray.train.get_dataset_shard("train"), cfg.cache or cfg.by_steps, cfg.patches_per_image)
     per_worker = max(1, cfg.batch_size // world)
+    if rank == 0 and (cfg.cache or cfg.by_steps):
+        warn_small(train.all(), cfg.patch_size)
     if cfg.by_steps:
         stream = CropStream(train.all(), cfg.degradation, cfg.patch_size, per_worker, channels, cfg.seed, rank,
                             cfg.flips, start, cfg.steps or None, cfg.degrade_on == "device", cfg.mixup)
@@ -135,6 +147,15 @@ def train_loop(config: dict) -> None:
         run.say(f"epoch {epoch + 1}/{cfg.epochs}", results, f"{results['epoch_s']:.1f}s")
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
             run.report(results, f"epoch_{epoch + 1:04d}")
+
+
+def warn_small(images: list[np.ndarray], patch: int) -> None:
+    """Say so when training images are smaller than the patch: their batches use smaller crops."""
+    small = [im.shape[:2] for im in images if min(im.shape[:2]) < patch]
+    if small:
+        h, w = min(small, key=min)
+        say(f"warning: {len(small)} of {len(images)} training images are smaller than --patch-size {patch} "
+            f"(the smallest is {w}x{h}); batches holding one use crops of its shorter side")
 
 
 def initial_model(cfg: TrainConfig) -> tuple[nn.Module, str]:
@@ -160,8 +181,8 @@ class Run:
 
     def say(self, where: str, results: dict[str, float], extra: str) -> None:
         if self.rank == 0:
-            print(f"{where}  loss {results['train_loss']:.5f}  val PSNR {results['val_psnr']:.2f} dB "
-                  f"(blurred {results['val_psnr_blurred']:.2f})  SSIM {results['val_ssim']:.4f}  {extra}", flush=True)
+            say(f"{where}  loss {results['train_loss']:.5f}  val PSNR {results['val_psnr']:.2f} dB "
+                f"(blurred {results['val_psnr_blurred']:.2f})  SSIM {results['val_ssim']:.4f}  {extra}")
 
     def report(self, results: dict, directory: str) -> None:
         """``ray.train.report`` on every rank; rank 0 attaches the checkpoint (weights, optimiser, where)."""
@@ -191,7 +212,7 @@ def train_by_steps(run: Run, stream: CropStream, val: list, start: int) -> None:
         x, y = x.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
         losses.append(train_step(run.model, run.opt, x, y, cfg.loss, device, cfg.gpu, cfg.clip))
         if step == start and run.rank == 0:
-            print(f"first step {time.perf_counter() - run.started:.1f}s after the worker started", flush=True)
+            say(f"first step {time.perf_counter() - run.started:.1f}s after the worker started")
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.val_every and not last:
             continue
@@ -220,11 +241,11 @@ def resume(net: nn.Module, opt: torch.optim.Optimizer, unit: str, output: str) -
             weights, config, opt_state = checkpoint.load_state(uri)
             net.load_state_dict(weights)
         except (ValueError, RuntimeError) as e:
-            print(f"skipping checkpoint {uri}: {e}", flush=True)
+            say(f"skipping checkpoint {uri}: {e}")
             continue
         if opt_state is not None:
             opt.load_state_dict(opt_state)
-        print(f"resuming after {unit} {config[unit]} ({uri})", flush=True)
+        say(f"resuming after {unit} {config[unit]} ({uri})")
         return int(config[unit])
     raise ValueError(f"no readable checkpoint to resume from under {output}")
 

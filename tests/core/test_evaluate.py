@@ -26,7 +26,10 @@ def _report_ok(out, images: int, methods: set[str]) -> dict:
     assert summary["images"] == images and set(summary["mean"]) == methods
     png = cv2.imread(str(out / "report.png"))
     assert png is not None and png.shape[0] > 50
-    assert "<table" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "<style>" in html and html.count("<tr><td>") >= images  # styled; a row per image
+    assert all(f">{r['image']}<" in html for r in table)  # named
+    assert "data:image/jpeg;base64," in html and "<h2>Settings</h2>" in html  # crops side by side; settings
     return summary
 
 
@@ -89,3 +92,15 @@ def test_bad_images_and_missing_pairs_are_recorded_and_the_rest_scored(tmp_path)
     with pytest.raises(FileNotFoundError, match="no images could be evaluated"):
         evaluate(EvalConfig(data=str(tmp_path / "blurred" / "b.png"), paired=str(tmp_path / "sharp"),
                             output=str(tmp_path / "none")))
+
+
+def test_without_a_degradation_eval_uses_the_one_the_model_was_trained_on(tmp_path):
+    from deblur.core import checkpoint
+
+    data = tmp_path / "sharp"
+    with open(HELD_OUT, "rb") as f:
+        write_image(data / "p.png", decode(f.read())[:64, :64])
+    line = cli.main(["eval", "--data", str(data), "--output", str(tmp_path / "eval")])
+    assert line == 0
+    trained = checkpoint.read_config(checkpoint.BUNDLED)["blur"]
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["degradation"] == trained

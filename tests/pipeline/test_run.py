@@ -1,3 +1,4 @@
+import io
 import os
 import re
 
@@ -110,17 +111,30 @@ def test_bad_inputs_get_error_rows_and_the_run_goes_on(ray_cluster, tmp_path, se
     assert all(errors.values())
 
 
-def test_exif_orientation_is_applied(ray_cluster, tmp_path, seed_checkpoint):
-    from PIL import Image
+@pytest.mark.parametrize("fmt", PIPELINE_FORMATS)
+def test_exif_and_colour_profile_pass_through_and_orientation_is_applied(ray_cluster, tmp_path, seed_checkpoint, fmt):
+    from PIL import Image, ImageCms
 
     img = Image.fromarray(textured(30, 50, 3))
     exif = img.getexif()
+    exif[0x010F], exif[0x0110], exif[0x0132] = "DeblurCam", "Model 1", "2026:11:30 08:00:00"  # make, model, date
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any profile that is not sRGB
     (tmp_path / "in").mkdir()
-    img.save(tmp_path / "in" / "rotated.jpg", exif=exif, quality=95)
-    _run(tmp_path / "in", tmp_path / "out", seed_checkpoint)
-    with open(tmp_path / "out" / "rotated.png", "rb") as f:
-        assert decode(f.read()).shape == (50, 30, 3)
+    img.save(tmp_path / "in" / "rotated.jpg", exif=exif, icc_profile=icc, quality=95)
+    _run(tmp_path / "in", tmp_path / "out", seed_checkpoint, fmt)
+    if fmt == "parquet":
+        (row,) = pq.read_table(str(tmp_path / "out")).to_pylist()
+        assert row["icc_profile"] == icc
+        encoded = row["image"]
+    else:
+        encoded = (tmp_path / "out" / f"rotated.{fmt}").read_bytes()
+    assert decode(encoded).shape == (50, 30, 3)  # upright
+    with Image.open(io.BytesIO(encoded)) as out:
+        written = out.getexif()
+        assert out.info.get("icc_profile") == icc
+        assert (written[0x010F], written[0x0110], written[0x0132]) == ("DeblurCam", "Model 1", "2026:11:30 08:00:00")
+        assert written.get(0x0112, 1) == 1  # applied to the pixels, so no longer asked of the viewer
 
 
 def test_memory_output_is_refused(seed_checkpoint, photo_folder):
