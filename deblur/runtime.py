@@ -16,6 +16,17 @@ import sys
 
 log = logging.getLogger(__name__)
 
+# Where storage is, never how to get in: passed to a cluster's workers (a command attaching to a cluster,
+# jobs/submit.py) when set on this side. Credentials stay with each node's role or its own environment.
+STORAGE_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
+                    "FSSPEC_S3_ENDPOINT_URL", "GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST")
+JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's entrypoint: its runtime env is the job's
+
+
+def storage_env() -> dict[str, str]:
+    """The :data:`STORAGE_SETTINGS` set in this process."""
+    return {k: os.environ[k] for k in STORAGE_SETTINGS if os.environ.get(k)}
+
 
 def existing_cluster() -> str | None:
     """The address ``ray.init()`` would attach to (``RAY_ADDRESS``, else the head ``ray start`` recorded on
@@ -43,7 +54,11 @@ def ensure_ray() -> None:
     loud = verbose()
     if not loud:
         _quiet_processes()
-    ray.init(address=address or "local", logging_level=logging.INFO if loud else logging.WARNING)
+    # attaching from a shell (not as a submitted job, whose runtime env jobs/submit.py already made): the
+    # cluster's workers get this side's storage settings
+    env = storage_env() if address and JOB_CONFIG not in os.environ else {}
+    ray.init(address=address or "local", logging_level=logging.INFO if loud else logging.WARNING,
+             runtime_env={"env_vars": env} if env else None)
     if not loud:
         _quiet_data()
         _quiet_worker_logs()

@@ -7,10 +7,15 @@ import os
 import sys
 
 
-def main(command: str) -> int:
+def use_package() -> None:
+    """Import ``deblur`` from the checkout this script is in (not ``jobs/deblur.py``)."""
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     sys.path.insert(0, os.path.dirname(here))
+
+
+def main(command: str) -> int:
+    use_package()
     from deblur.cli import main as cli_main
 
     return cli_main([command, *sys.argv[1:]])

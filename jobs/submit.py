@@ -24,9 +24,9 @@ import sys
 import time
 
 import yaml
+from _entry import use_package
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PASS_THROUGH = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "FSSPEC_S3_ENDPOINT_URL")
 TOKEN_FILE = os.path.join("~", ".ray", "auth_token")  # Ray's default place
 GOING, OK = ("PENDING", "RUNNING"), "SUCCEEDED"
 
@@ -35,7 +35,10 @@ def runtime_env() -> dict:
     with open(os.path.join(HERE, "runtime_env.yaml")) as f:
         env = yaml.safe_load(f)
     env["working_dir"] = os.path.dirname(HERE)
-    passed = {k: os.environ[k] for k in PASS_THROUGH if os.environ.get(k)}
+    use_package()
+    from deblur.runtime import storage_env
+
+    passed = storage_env()
     if passed:
         env["env_vars"] = {**env.get("env_vars", {}), **passed}
     return env

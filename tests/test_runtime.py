@@ -116,3 +116,15 @@ def test_gpu_work_on_a_cluster_without_gpus_fails_at_once(ray_cluster, tmp_path,
                             env={**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address},
                             timeout=120)
     assert result.returncode == 2 and "--gpu, but the cluster has no GPU" in result.stderr, result.stderr[-2000:]
+
+
+def test_attaching_passes_storage_settings_to_workers_but_no_secret(ray_cluster):
+    script = ("import os, ray\nfrom deblur.runtime import ensure_ray\nensure_ray()\n"
+              "env = ray.get(ray.remote(lambda: [os.environ.get(k) for k in "
+              "('AWS_REGION', 'AWS_SECRET_ACCESS_KEY')]).remote())\nprint(env)\n")
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address, "AWS_REGION": "eu-west-3",
+           "AWS_SECRET_ACCESS_KEY": "the-client-s-own"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    region, secret = eval(result.stdout.strip().splitlines()[-1])
+    assert region == "eu-west-3" and secret != "the-client-s-own"
