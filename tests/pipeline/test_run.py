@@ -35,6 +35,8 @@ def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, pho
     out = tmp_path / "out"
     first = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
     assert (first.done, first.skipped, first.failed) == (8, 0, 0)
+    assert 0 < first.startup < first.seconds and 0 < first.steady_images < 8  # throughput after the first result
+    assert re.search(r"in [\d.]+s \(start-up [\d.]+s, then [\d.]+ images/s, [\d.]+ Mpx/s\)", first.line())
     inputs = sorted(str(p) for p in photo_folder.rglob("*.png"))
     manifest = _manifest(out)
     assert sorted(manifest) == inputs and {r["status"] for r in manifest.values()} == {"done"}

@@ -17,7 +17,8 @@ def _batch(paths):
     return {"path": np.array(paths), "output": np.array([""] * len(paths)), "version": np.array(["1:1"] * len(paths)),
             "skip": np.array([False] * len(paths)), "error": np.array([""] * len(paths)),
             "pixels": [p["pixels"] for p in packed], "shape": [p["shape"] for p in packed],
-            "dtype": [p["dtype"] for p in packed], "sharpness_before": np.zeros(len(paths))}
+            "dtype": [p["dtype"] for p in packed], "sharpness_before": np.zeros(len(paths)),
+            "exif": [b""] * len(paths), "icc": [b""] * len(paths)}
 
 
 def test_a_retried_batch_replaces_its_part_instead_of_adding_one(tmp_path):
@@ -78,3 +79,15 @@ def test_a_stale_or_dead_holders_lease_is_taken_over_and_released(tmp_path):
         with sinks.Lease(str(out), "mine"):
             assert '"run": "mine"' in lease.read_text()
         assert not lease.exists()
+
+
+def test_every_parquet_column_is_documented_in_the_readme():
+    import os
+    import re
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        readme = f.read()
+    table = readme[readme.index("`--format parquet` writes one row per input"):]
+    table = table[:table.index("\n- ")]
+    documented = {name for cell in re.findall(r"^\s*\| (`[^|]+) \|", table, re.M) for name in re.findall(r"`(\w+)`", cell)}
+    assert documented == set(sinks.PARQUET_SCHEMA.names)
