@@ -101,9 +101,9 @@ def run(cfg: PipelineConfig) -> Summary:
         raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
     source, output = absolute(cfg.input), absolute(cfg.output)  # workers may run elsewhere
     check_input(source)  # bad input fails before Ray starts
-    check_output(output)
     ckpt = checkpoint.resolve(cfg.model)
     checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
+    check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
     model = checkpoint.model_id(ckpt)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with sinks.Lease(output, run_id):

@@ -61,9 +61,9 @@ def fit(cfg: TrainConfig) -> str:
     for uri in ([] if cfg.data.startswith(FASHION_MNIST) else [cfg.data]) + [cfg.val_data]:
         if uri:
             check_input(uri)  # bad input fails before Ray starts
-    check_output(cfg.output)
     if cfg.init:
         checkpoint.load(checkpoint.resolve(cfg.init))  # fail now, in the driver, on an unreadable checkpoint
+    check_output(cfg.output)  # last: it writes (a probe)
     ensure_ray()
     if cfg.gpu:
         require_gpus()
