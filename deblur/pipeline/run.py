@@ -51,9 +51,14 @@ class Summary:
 
     def line(self) -> str:
         steady = max(self.seconds - self.startup, 1e-9)
-        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s "
-                f"(start-up {self.startup:.1f}s, then {self.steady_images / steady:.2f} images/s, "
-                f"{self.steady_megapixels / steady:.2f} Mpx/s) -> {self.output} (manifest {self.manifest})")
+        if self.steady_images:
+            rate = (f"start-up {self.startup:.1f}s, then {self.steady_images / steady:.2f} images/s, "
+                    f"{self.steady_megapixels / steady:.2f} Mpx/s")
+        else:  # everything came in the first batch: no start-up to tell apart
+            total = max(self.seconds, 1e-9)
+            rate = f"{self.done / total:.2f} images/s, {self.megapixels / total:.2f} Mpx/s with start-up"
+        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s ({rate}) "
+                f"-> {self.output} (manifest {self.manifest})")
 
 
 class Progress:

@@ -259,3 +259,10 @@ def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_clu
     assert s.done + s.skipped == 40 and s.failed == 0
     paths = pq.read_table(str(out), columns=["path"])["path"].to_pylist()
     assert sorted(paths) == sorted(str(p) for p in src.glob("*.png"))  # each input exactly once
+
+
+def test_a_summary_without_a_second_batch_gives_the_overall_rate():
+    from deblur.pipeline.run import Summary
+
+    line = Summary(3, 0, 0, 2.0, 1.0, "out", "m", startup=2.0).line()
+    assert "(1.50 images/s, 0.50 Mpx/s with start-up)" in line and "then" not in line
