@@ -3,8 +3,9 @@ already started on this machine (``ray start --head``), or else a fresh local on
 arguments are known to be good, so bad input fails fast. Says on one line which it did.
 
 Quiet unless the root logger is at DEBUG (``deblur -v``): Ray's own INFO logs, Ray Data's progress logs and
-bars, Ray Train's per-report lines, Python warnings in workers, Ray's C++ error-level chatter and colour codes
-in redirected output are all turned down; the commands print their own progress instead.
+bars, Ray Train's per-report lines, Python warnings and C++ log lines from workers, and colour codes in
+redirected output are all turned down; the commands print their own progress instead. (The driver's own C++
+lines, e.g. one note per Ray Data actor pool, cannot be filtered from Python and still show.)
 """
 
 from __future__ import annotations
