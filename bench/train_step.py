@@ -23,7 +23,8 @@ import torch
 
 from deblur.core import models
 from deblur.core.crops import CropStream
-from deblur.core.degrade import DEFAULT_DEGRADATION, parse_degradation
+from deblur.core.config import DEFAULT_DEGRADATION
+from deblur.core.degrade import parse_degradation
 from deblur.core.training import optimizer, train_step
 
 

@@ -198,6 +198,8 @@ def _config(cls, args: argparse.Namespace):
 
 def dispatch(args: argparse.Namespace) -> str:
     """Run the chosen command; returns its one-line result."""
+    from deblur.core.storage import check_input
+
     if args.command == "sprite":
         from deblur.demo import write_sprite_folders
         return write_sprite_folders(args.sprite, args.output)
@@ -211,28 +213,17 @@ def dispatch(args: argparse.Namespace) -> str:
         from deblur.core.evaluate import evaluate
         return evaluate(_config(EvalConfig, args))
     if args.command == "train":
-        from deblur.core.fashion_mnist import FASHION_MNIST
-
         cfg = _config(TrainConfig, args)
-        _check_inputs(*([] if cfg.data.startswith(FASHION_MNIST) else [cfg.data]), cfg.val_data)
+        check_input(*cfg.sources())  # before the Ray layer is even imported: bad input fails in a second
         from deblur.train.trainer import fit
         return f"best checkpoint: {fit(cfg)}"
     cfg = _config(PipelineConfig, args)
-    _check_inputs(cfg.input)
+    check_input(cfg.input)
     from deblur.pipeline.run import run
     summary = run(cfg)
     if args.fail_on_error and summary.failed:
         raise RunFailed(summary.line())
     return summary.line()
-
-
-def _check_inputs(*uris: str | None) -> None:
-    """Inputs exist: checked before the Ray layer is even imported, so bad input fails in a second or two."""
-    from deblur.core.storage import check_input
-
-    for uri in uris:
-        if uri:
-            check_input(uri)
 
 
 class RunFailed(Exception):

@@ -11,6 +11,14 @@ import numpy as np
 import pytest
 
 
+def makefile_variable(name: str) -> str:
+    """The value the Makefile gives ``name`` (``NAME := ...`` or ``NAME ?= ...``)."""
+    import re
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Makefile")) as f:
+        return re.search(rf"^{name} [?:]?= (.+)$", f.read(), re.M).group(1).strip()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

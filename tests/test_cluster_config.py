@@ -8,6 +8,8 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from tests.conftest import makefile_variable
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -25,7 +27,7 @@ def test_cluster_yaml_validates_and_prepares(config):
     assert nodes["gpu_worker"]["min_workers"] == 0 and nodes["gpu_worker"]["resources"]["GPU"] == 1
     assert all("IamInstanceProfile" in n["node_config"] for n in nodes.values())  # credentials from roles
     assert prepared["idle_timeout_minutes"] > 0
-    assert prepared["docker"]["image"] == _makefile_image()  # the image `make image` builds
+    assert prepared["docker"]["image"] == makefile_variable("IMAGE")  # the image `make image` builds
     assert not prepared["setup_commands"]  # everything is in the image
     starts = prepared["head_start_ray_commands"] + prepared["worker_start_ray_commands"]
     assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)  # token auth, one shared token
@@ -46,9 +48,3 @@ def test_a_typo_in_a_key_fails(config, where, key, typo):
     with pytest.raises((jsonschema.ValidationError, ValueError, KeyError)):
         validate_config(prepare_config(config))
 
-
-def _makefile_image() -> str:
-    import re
-
-    with open(os.path.join(ROOT, "Makefile")) as f:
-        return re.search(r"^IMAGE \?= (\S+)$", f.read(), re.M).group(1)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import glob
 import gzip
 import os
-import re
 
 import jsonschema
 import pytest
 import yaml
+
+from tests.conftest import makefile_variable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFESTS = sorted(p for p in glob.glob(os.path.join(ROOT, "jobs", "k8s", "*.yaml"))
@@ -70,7 +71,7 @@ def test_clusters_autoscale_use_the_built_image_and_token_auth(path):
     assert job["backoffLimit"] >= 1  # a failed run is retried
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
     images = {c["image"] for g in groups for c in g["template"]["spec"]["containers"]}
-    assert images == {_makefile_image()}  # what `make image` builds (kustomize renames it)
+    assert images == {makefile_variable("IMAGE")}  # what `make image` builds (kustomize renames it)
     assert any(g["maxReplicas"] > g["minReplicas"] for g in cluster["workerGroupSpecs"])
     assert any("nvidia.com/gpu" in c["resources"]["limits"] for g in cluster["workerGroupSpecs"]
                for c in g["template"]["spec"]["containers"])
@@ -78,9 +79,7 @@ def test_clusters_autoscale_use_the_built_image_and_token_auth(path):
 
 def test_the_training_job_trains_the_default_models_recipe():
     job = _load(os.path.join(ROOT, "jobs", "k8s", "rayjob-train.yaml"))["spec"]["entrypoint"]
-    with open(os.path.join(ROOT, "Makefile")) as f:
-        makefile = f.read()
-    realistic = re.search(r"^REALISTIC := (.+)$", makefile, re.M).group(1)
+    realistic = makefile_variable("REALISTIC")
     assert f"--degradation {realistic}" in job and "--model unet" in job and "--gpu" in job
     assert "--init /home/ray/deblur/deblur/assets/default" in job
 
@@ -92,7 +91,3 @@ def test_a_wrong_field_fails(schemas, field, value):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(manifest, schemas["RayJob"])
 
-
-def _makefile_image() -> str:
-    with open(os.path.join(ROOT, "Makefile")) as f:
-        return re.search(r"^IMAGE \?= (\S+)$", f.read(), re.M).group(1)

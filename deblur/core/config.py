@@ -130,6 +130,14 @@ class TrainConfig(_Config):
         """True when training runs by steps or minutes rather than epochs."""
         return self.steps > 0 or self.minutes > 0
 
+    def sources(self) -> list[str]:
+        """The folders/buckets this run reads and that must exist (``data`` unless it names the
+        Fashion-MNIST download, and ``val_data``)."""
+        from deblur.core.fashion_mnist import FASHION_MNIST
+
+        data = [] if self.data.startswith(FASHION_MNIST) else [self.data]
+        return data + ([self.val_data] if self.val_data else [])
+
     def __post_init__(self) -> None:
         from deblur.core import models, training
 

@@ -3,7 +3,7 @@
 Images are float32 in [0, 1], HW or HWC (numpy, OpenCV layout, RGB). A degradation is named by a spec
 ``BLUR[:key=value,...][+CORRUPTION[:key=value,...]]...``; a value ``a..b`` is a range sampled uniformly
 per image, e.g. ``motion:length=9+noise:sigma=0.005``. Blurs live in :mod:`deblur.core.kernels`; ``blind``
-is the blur family the default model learns, and :data:`DEFAULT_DEGRADATION` its whole training
+is the blur family the default model learns, and :data:`deblur.core.config.DEFAULT_DEGRADATION` its whole training
 degradation (blind blur, noise, JPEG). Kernels are built once per image and applied with OpenCV's
 ``filter2D`` with reflective borders.
 """
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from deblur.core.camera import CameraPath, RealisticBlur, WarpBlur, warp_average
-from deblur.core.config import BLUR_NAMES, DEFAULT_DEGRADATION  # noqa: F401 (re-exported)
+from deblur.core.config import BLUR_NAMES
 from deblur.core.image import from_float, imencode, to_float
 from deblur.core.kernels import KERNEL_BLURS, Range, draw
 from deblur.core.registry import Registry

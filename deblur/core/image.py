@@ -8,6 +8,7 @@ Model inputs and outputs are float32 in [0, 1]: HWC numpy arrays, or NCHW torch 
 from __future__ import annotations
 
 import io
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -17,14 +18,27 @@ from PIL import Image
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 
 
-def probe(data: bytes) -> tuple[int, int, int] | None:
-    """(width, height, EXIF orientation 1..8) from the header alone, or None when Pillow cannot tell.
+class Header(NamedTuple):
+    """What Pillow reads from an image's header: its stored size, EXIF orientation (1..8), the EXIF itself
+    and the ICC profile (b"": none)."""
+
+    width: int
+    height: int
+    orientation: int
+    exif: Image.Exif
+    icc: bytes
+
+
+def probe(data: bytes) -> Header | None:
+    """The :class:`Header` of an encoded image, from the header alone, or None when Pillow cannot tell.
 
     Raises ValueError for a header that declares more pixels than Pillow will open (a decompression bomb)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
-            return im.width, im.height, int(orientation) if orientation in range(1, 9) else 1
+            exif = im.getexif()
+            orientation = exif.get(0x0112, 1)
+            return Header(im.width, im.height, int(orientation) if orientation in range(1, 9) else 1, exif,
+                          im.info.get("icc_profile") or b"")
     except Image.DecompressionBombError as e:
         raise ValueError(f"image too large to decode safely ({e})") from None
     except Exception:  # Pillow knows fewer formats than OpenCV: let the decoder have its say
@@ -43,11 +57,32 @@ def decode(data: bytes, max_megapixels: float = 0.0) -> np.ndarray:
     """Decode an encoded image, upright per its EXIF orientation, to HW or HWC (RGB/RGBA order), uint8 or
     uint16. Raises ValueError if empty, unreadable, or larger than ``max_megapixels`` (0: no limit),
     which is checked from the header before decoding."""
+    return _decode(data, max_megapixels)[0]
+
+
+def decode_with_metadata(data: bytes, max_megapixels: float = 0.0) -> tuple[np.ndarray, bytes, bytes]:
+    """(image, EXIF, ICC profile): :func:`decode`, and the metadata read from the same header (each b""
+    when absent). The EXIF's orientation is set to 1 (upright), because the pixels are already turned."""
+    img, head = _decode(data, max_megapixels)
+    if head is None:
+        return img, b"", b""
+    if not head.exif:
+        return img, b"", head.icc
+    if 0x0112 in head.exif:
+        head.exif[0x0112] = 1
+    try:
+        return img, head.exif.tobytes(), head.icc
+    except Exception:  # an EXIF block Pillow reads but cannot write back: drop it, keep the image
+        return img, b"", head.icc
+
+
+def _decode(data: bytes, max_megapixels: float) -> tuple[np.ndarray, Header | None]:
+    """:func:`decode`, and the header it read (None when Pillow could not read one)."""
     if not data:
         raise ValueError("empty file")
     head = probe(data)
-    if head and max_megapixels and head[0] * head[1] > max_megapixels * 1e6:
-        raise ValueError(f"image too large: {head[0]}x{head[1]} is over {max_megapixels:g} megapixels")
+    if head and max_megapixels and head.width * head.height > max_megapixels * 1e6:
+        raise ValueError(f"image too large: {head.width}x{head.height} is over {max_megapixels:g} megapixels")
     try:  # never rotates: EXIF is applied below
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # e.g. over OpenCV's own pixel limit
@@ -58,23 +93,7 @@ def decode(data: bytes, max_megapixels: float = 0.0) -> np.ndarray:
         img = img[..., 0]
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return apply_orientation(img, head[2]) if head else img
-
-
-def metadata(data: bytes) -> tuple[bytes, bytes]:
-    """(EXIF, ICC profile) of an encoded image, read from its header by Pillow; each b"" when absent.
-    The EXIF's orientation is set to 1 (upright), because :func:`decode` applies it to the pixels."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            icc = im.info.get("icc_profile") or b""
-            exif = im.getexif()
-            if not exif:
-                return b"", icc
-            if 0x0112 in exif:
-                exif[0x0112] = 1
-            return exif.tobytes(), icc
-    except Exception:  # no metadata Pillow can read (or not an image: the decoder says so)
-        return b"", b""
+    return (apply_orientation(img, head.orientation) if head else img), head
 
 
 def encode(img: np.ndarray, fmt: str, quality: int = 95, exif: bytes = b"", icc: bytes = b"") -> bytes:

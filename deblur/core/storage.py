@@ -60,11 +60,13 @@ def read_bytes(uri: str) -> bytes:
     return fs.cat_file(path)
 
 
-def check_input(uri: str) -> None:
-    """Raise FileNotFoundError (``input not found: URI``) unless ``uri`` exists: checked before any work."""
-    fs, root = filesystem(uri)
-    if not fs.exists(root):
-        raise FileNotFoundError(f"input not found: {uri}")
+def check_input(*uris: str) -> None:
+    """Raise FileNotFoundError (``input not found: URI``) unless each of ``uris`` exists: checked before
+    any work."""
+    for uri in uris:
+        fs, root = filesystem(uri)
+        if not fs.exists(root):
+            raise FileNotFoundError(f"input not found: {uri}")
 
 
 def list_images(uri: str) -> list[str]:

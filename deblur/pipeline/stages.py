@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from deblur.core import restore
-from deblur.core.image import decode, encode, metadata
+from deblur.core.image import decode_with_metadata, encode
 from deblur.core.metrics import sharpness
 from deblur.core.storage import filesystem, read_bytes, write_atomic
 from deblur.pipeline import sinks
@@ -42,8 +42,8 @@ def decode_batch(batch: Batch, max_megapixels: float = 0.0) -> Batch:
         if not skip and not error:
             try:
                 data = read_bytes(str(path)) if data is None else data
-                img = decode(data, max_megapixels)
-                packed, sharp, (exif, icc) = pack(img), sharpness(img), metadata(data)
+                img, exif, icc = decode_with_metadata(data, max_megapixels)
+                packed, sharp = pack(img), sharpness(img)
             except (OSError, ValueError) as e:  # one bad input never stops the run
                 error = _error(e)
         for key, value in (*packed.items(), ("sharpness_before", sharp), ("exif", exif), ("icc", icc),

@@ -37,7 +37,6 @@ from deblur.core import checkpoint, models
 from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
 from deblur.core.image import to_channels, to_float
-from deblur.core.fashion_mnist import FASHION_MNIST
 from deblur.core.storage import check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
@@ -58,9 +57,7 @@ def say(line: str) -> None:
 def fit(cfg: TrainConfig) -> str:
     """Train as ``cfg`` says (checked when it was built); returns the URI of the best checkpoint written
     under ``cfg.output``."""
-    for uri in ([] if cfg.data.startswith(FASHION_MNIST) else [cfg.data]) + [cfg.val_data]:
-        if uri:
-            check_input(uri)  # bad input fails before Ray starts
+    check_input(*cfg.sources())  # bad input fails before Ray starts
     if cfg.init:
         checkpoint.load(checkpoint.resolve(cfg.init))  # fail now, in the driver, on an unreadable checkpoint
     check_output(cfg.output)  # last: it writes (a probe)
