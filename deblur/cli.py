@@ -10,9 +10,9 @@ import logging
 import re
 import sys
 
-from deblur.core.config import (BLUR_NAMES, DEFAULT_DEGRADATION, DEGRADE_ON, IMAGE_FORMATS, LOSS_NAMES, MODEL_NAMES,
-                                PIPELINE_FORMATS, PRECISION_NAMES, SCHEDULE_NAMES, STAGES, DegradeConfig, EvalConfig,
-                                PipelineConfig, RestoreConfig, TrainConfig)
+from deblur.core.config import (BLUR_NAMES, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADE_ON, IMAGE_FORMATS,
+                                LOSS_NAMES, MODEL_NAMES, MULTI_FRAME, PIPELINE_FORMATS, PRECISION_NAMES, SCHEDULE_NAMES,
+                                STAGES, DegradeConfig, EvalConfig, PipelineConfig, RestoreConfig, TrainConfig)
 
 EPILOG = "URIs may be local paths or any fsspec URL (s3://, gs://, file://, memory://)."
 DEGRADATION_HELP = (f"degradation spec BLUR[:key=value,...][+noise:sigma=S][+jpeg:quality=Q][+quantize:bits=B], "
@@ -133,6 +133,16 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 when any input failed")
     p.add_argument("--max-megapixels", type=float, default=P.max_megapixels,
                    help="inputs larger than this are refused with an error record (0: no limit; default: %(default)s)")
+    p.add_argument("--multi-frame", default=P.multi_frame, choices=MULTI_FRAME,
+                   help="a multi-page TIFF or animated PNG/WebP: refused with an error record, or its first "
+                   "frame de-blurred (default: %(default)s)")
+    p.add_argument("--detect-changes", default=P.detect_changes, choices=CHANGE_DETECTION,
+                   help="how a rerun tells a changed input: size and modification time/ETag, or a hash of its "
+                   "content (reads every input again; for tools that restore modification times) (default: "
+                   "%(default)s)")
+    p.add_argument("--read-root", dest="read_roots", action="append", default=[],
+                   help="with --input-column: a folder/bucket that rows without image bytes may name by path, "
+                   "besides the dataset's own folder; repeatable")
 
 
 def _degrade_parser(sub: argparse._SubParsersAction) -> None:
@@ -235,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         print(dispatch(args), flush=True)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, json.JSONDecodeError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, ConnectionError,
+            json.JSONDecodeError) as e:
         if args.verbose:
             raise
         print(f"deblur: error: {e}", file=sys.stderr)

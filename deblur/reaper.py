@@ -18,7 +18,7 @@ import sys
 import psutil
 
 GRACE_S = 5.0  # Ray's own teardown first
-POLL_S = 1.0
+POLL_S = 0.2  # often enough to see Ray's processes as they start
 
 
 def start(driver_pid: int) -> None:
@@ -54,14 +54,27 @@ def watch(driver_pid: int, pipe_fd: int = 0) -> list[int]:
                     seen.setdefault(p.pid, p)
         except psutil.NoSuchProcess:
             break
-    alive = [p for p in seen.values() if p.is_running()]
+    alive = _with_children([p for p in seen.values() if p.is_running()])
     _, alive = psutil.wait_procs(alive, timeout=GRACE_S)
+    alive = _with_children(alive)  # what the survivors started meanwhile (agents of a raylet starting up)
     for p in alive:
         try:
             p.kill()
         except psutil.NoSuchProcess:
             pass
     return [p.pid for p in alive]
+
+
+def _with_children(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """``procs`` and every descendant they have now (a driver killed during start-up leaves a raylet that
+    goes on starting its agents)."""
+    out = {p.pid: p for p in procs}
+    for p in procs:
+        try:
+            out.update((c.pid, c) for c in p.children(recursive=True) if c.pid != os.getpid())
+        except psutil.NoSuchProcess:
+            pass
+    return list(out.values())
 
 
 def _closed(fd: int, timeout: float) -> bool:

@@ -58,6 +58,10 @@ def ensure_ray() -> None:
     # attaching from a shell (not as a submitted job, whose runtime env jobs/submit.py already made): the
     # cluster's workers get this side's storage settings
     env = storage_env() if address and JOB_CONFIG not in os.environ else {}
+    if not address:  # watched from before it starts: a kill during start-up leaves nothing either
+        from deblur import reaper
+
+        reaper.start(os.getpid())
     ray.init(address=address or "local", logging_level=logging.INFO if loud else logging.WARNING,
              runtime_env={"env_vars": env} if env else None)
     if not loud:
@@ -68,9 +72,6 @@ def ensure_ray() -> None:
     if address:
         log.info("ray: attached to the cluster at %s (%s)", address, size)
     else:
-        from deblur import reaper
-
-        reaper.start(os.getpid())
         log.info("ray: started a local cluster (%s); it stops with this command", size)
 
 

@@ -54,6 +54,23 @@ def use_token_if_present() -> bool:
     return mode == "token"
 
 
+TRANSIENT = ("try again later", "No available agent")  # Ray's answers while a fresh head's agents start
+
+
+def retrying(call, tries: int = 6, first_wait: float = 1.0, sleep=time.sleep):
+    """``call()``, retried with doubling waits (1, 2, 4, ... s; at most ``tries`` calls, about a minute) while
+    Ray answers that it is not ready yet (:data:`TRANSIENT`); any other error, or the last one, is raised."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception as e:
+            if attempt + 1 == tries or not any(t in str(e) for t in TRANSIENT):
+                raise
+            print(f"the cluster is not ready ({str(e).strip().splitlines()[-1][:120]}); retrying in "
+                  f"{first_wait * 2 ** attempt:.0f}s", file=sys.stderr)
+            sleep(first_wait * 2 ** attempt)
+
+
 def attempts(client, run: str) -> list[tuple[str, str]]:
     """(submission id, status) of ``run``'s attempts, oldest first."""
     found = []
@@ -81,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         client = JobSubmissionClient(args.address)
-        done = attempts(client, args.id)
+        done = retrying(lambda: attempts(client, args.id))
     except Exception as e:
         if "auth" not in str(e).lower():
             raise
@@ -97,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     else:
         sid = f"{args.id}-{len(done) + 1}"
-        client.submit_job(entrypoint=shlex.join(entrypoint), submission_id=sid, runtime_env=runtime_env())
+        retrying(lambda: client.submit_job(entrypoint=shlex.join(entrypoint), submission_id=sid,
+                                           runtime_env=runtime_env()))
         print(f"{args.id}: submitted attempt {sid}" + (f" (after {len(done)} failed)" if done else ""))
     if not args.wait:
         return 0

@@ -21,6 +21,8 @@ IMAGE_FORMATS = ("png", "jpg", "webp")
 PIPELINE_FORMATS = (*IMAGE_FORMATS, "parquet")
 STAGES = ("auto", "fused", "split")
 DEGRADE_ON = ("loader", "device")
+MULTI_FRAME = ("refuse", "first")  # a multi-page TIFF or an animated PNG/WebP: refused, or its first frame
+CHANGE_DETECTION = ("metadata", "content")  # how a rerun tells a changed input: size + mtime/ETag, or a hash
 # The names each registry must hold (checked when the registry is built), here so that parsing arguments
 # and printing help need no torch: models, losses, schedules, precisions, blurs.
 MODEL_NAMES = ("seed", "unet")
@@ -176,9 +178,15 @@ class PipelineConfig(RestoreConfig):
     input_column: str | None = None
     actor_resources: dict[str, float] | None = None
     stages: str = "auto"
+    read_roots: tuple[str, ...] = ()
+    multi_frame: str = "refuse"
+    detect_changes: str = "metadata"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "read_roots", tuple(self.read_roots or ()))
         _one_of(self.format, PIPELINE_FORMATS, "format")
+        _one_of(self.multi_frame, MULTI_FRAME, "multi-frame")
+        _one_of(self.detect_changes, CHANGE_DETECTION, "detect-changes")
         _one_of(self.stages, STAGES, "stages")
         _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _require(self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}")

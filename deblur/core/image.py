@@ -16,17 +16,22 @@ import torch
 from PIL import Image
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
+FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP")  # Pillow's names of the formats read (MPO: a camera
+# JPEG with previews after the photo, which is its first frame)
 
 
 class Header(NamedTuple):
-    """What Pillow reads from an image's header: its stored size, EXIF orientation (1..8), the EXIF itself
-    and the ICC profile (b"": none)."""
+    """What Pillow reads from an image's header: its stored size, EXIF orientation (1..8), the EXIF itself,
+    the ICC profile (b"": none), the format, Pillow's mode (e.g. "RGB", "I;16", "F") and the frames."""
 
     width: int
     height: int
     orientation: int
     exif: Image.Exif
     icc: bytes
+    format: str = ""
+    mode: str = ""
+    frames: int = 1
 
 
 def probe(data: bytes) -> Header | None:
@@ -38,7 +43,8 @@ def probe(data: bytes) -> Header | None:
             exif = im.getexif()
             orientation = exif.get(0x0112, 1)
             return Header(im.width, im.height, int(orientation) if orientation in range(1, 9) else 1, exif,
-                          im.info.get("icc_profile") or b"")
+                          im.info.get("icc_profile") or b"", im.format or "", im.mode,
+                          int(getattr(im, "n_frames", 1) or 1))
     except Image.DecompressionBombError as e:
         raise ValueError(f"image too large to decode safely ({e})") from None
     except Exception:  # Pillow knows fewer formats than OpenCV: let the decoder have its say
@@ -53,19 +59,19 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
 
 
-def decode(data: bytes, max_megapixels: float = 0.0) -> np.ndarray:
+def decode(data: bytes, max_megapixels: float = 0.0, multi_frame: str = "refuse") -> np.ndarray:
     """Decode an encoded image, upright per its EXIF orientation, to HW or HWC (RGB/RGBA order), uint8 or
-    uint16. Raises ValueError if empty, unreadable, or larger than ``max_megapixels`` (0: no limit),
-    which is checked from the header before decoding."""
-    return _decode(data, max_megapixels)[0]
+    uint16. Raises ValueError if empty, unreadable, not one of :data:`FORMATS` (its size must be read from
+    its header before it is decoded), larger than ``max_megapixels`` (0: no limit), floating-point (HDR,
+    float TIFF: never written black), or of several frames unless ``multi_frame`` is "first"."""
+    return _decode(data, max_megapixels, multi_frame)[0]
 
 
-def decode_with_metadata(data: bytes, max_megapixels: float = 0.0) -> tuple[np.ndarray, bytes, bytes]:
+def decode_with_metadata(data: bytes, max_megapixels: float = 0.0,
+                         multi_frame: str = "refuse") -> tuple[np.ndarray, bytes, bytes]:
     """(image, EXIF, ICC profile): :func:`decode`, and the metadata read from the same header (each b""
     when absent). The EXIF's orientation is set to 1 (upright), because the pixels are already turned."""
-    img, head = _decode(data, max_megapixels)
-    if head is None:
-        return img, b"", b""
+    img, head = _decode(data, max_megapixels, multi_frame)
     if not head.exif:
         return img, b"", head.icc
     if 0x0112 in head.exif:
@@ -76,24 +82,39 @@ def decode_with_metadata(data: bytes, max_megapixels: float = 0.0) -> tuple[np.n
         return img, b"", head.icc
 
 
-def _decode(data: bytes, max_megapixels: float) -> tuple[np.ndarray, Header | None]:
-    """:func:`decode`, and the header it read (None when Pillow could not read one)."""
+def _decode(data: bytes, max_megapixels: float, multi_frame: str = "refuse") -> tuple[np.ndarray, Header]:
+    """:func:`decode`, and the header it read."""
     if not data:
         raise ValueError("empty file")
     head = probe(data)
-    if head and max_megapixels and head.width * head.height > max_megapixels * 1e6:
+    if head is None or head.format not in FORMATS:
+        what = f"{head.format} images are" if head and head.format else "an unrecognised format is"
+        raise ValueError(f"not a supported image: {what} not read (PNG, JPEG, BMP, TIFF and WebP are; their size "
+                         "is read from the header before decoding)")
+    if max_megapixels and head.width * head.height > max_megapixels * 1e6:
         raise ValueError(f"image too large: {head.width}x{head.height} is over {max_megapixels:g} megapixels")
+    if head.mode == "F" or head.mode.startswith("F;"):
+        raise ValueError(f"floating-point {head.format} image: not supported (8- and 16-bit images are); "
+                         "convert it first")
+    if head.frames > 1 and head.format != "MPO" and multi_frame != "first":
+        raise ValueError(f"{head.format} of {head.frames} frames (pages or animation): refused; --multi-frame "
+                         "first takes the first frame only")
     try:  # never rotates: EXIF is applied below
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # e.g. over OpenCV's own pixel limit
         raise ValueError(f"not a decodable image ({str(e).strip().splitlines()[-1]})") from None
     if img is None:
         raise ValueError("not a decodable image")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{img.dtype} pixels: not supported (8- and 16-bit images are); convert it first")
+    if img.shape[:2] != (head.height, head.width):
+        raise ValueError(f"decoded size {img.shape[1]}x{img.shape[0]} differs from the header's "
+                         f"{head.width}x{head.height}")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return (apply_orientation(img, head.orientation) if head else img), head
+    return apply_orientation(img, head.orientation), head
 
 
 def encode(img: np.ndarray, fmt: str, quality: int = 95, exif: bytes = b"", icc: bytes = b"") -> bytes:

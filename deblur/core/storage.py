@@ -7,6 +7,7 @@ application credentials), never from code. Image codecs live in :mod:`deblur.cor
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import uuid
@@ -17,9 +18,39 @@ import pyarrow.fs as pafs
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+# S3's timeouts and retries, bounded (s3fs's own defaults wait up to 7 minutes on an endpoint that accepts
+# and never answers): botocore's connect/read timeouts, one attempt per call; s3fs retries each call of
+# its own accord (5 times, with back-off) on timeouts and dropped connections.
+# A refused endpoint fails in about a second, a silent one in under a minute; a transient error is retried.
+# Set fsspec's own configuration (``FSSPEC_S3_CONFIG_KWARGS``, an fsspec config file) to change them.
+S3_CONFIG = {"connect_timeout": 5, "read_timeout": 4, "retries": {"max_attempts": 1, "mode": "standard"}}
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem serving ``uri`` and the path inside it."""
+    """The fsspec filesystem serving ``uri`` and the path inside it (S3 with :data:`S3_CONFIG` unless
+    fsspec's configuration says otherwise)."""
+    protocol = fsspec.core.split_protocol(uri)[0]
+    if protocol in ("s3", "s3a"):
+        user = fsspec.config.conf.get("s3", {}).get("config_kwargs", {})
+        return fsspec.core.url_to_fs(uri, config_kwargs={**S3_CONFIG, **user})
     return fsspec.core.url_to_fs(uri)
+
+
+class Unreachable(ConnectionError):
+    """The storage behind a URI could not be reached (refused, timed out, no credentials): a usage error."""
+
+
+def _reach(uri: str, check):
+    """``check()``, with any storage error other than a missing or forbidden path as :class:`Unreachable`,
+    naming the URI and, for S3, its endpoint."""
+    try:
+        return check()
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError):
+        raise
+    except Exception as e:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+        where = f" (endpoint {endpoint})" if uri.startswith(("s3://", "s3a://")) else ""
+        raise Unreachable(f"cannot reach {uri}{where}: {type(e).__name__}: {e}") from None
 
 
 def to_pyarrow(fs: fsspec.AbstractFileSystem) -> pafs.FileSystem:
@@ -65,7 +96,7 @@ def check_input(*uris: str) -> None:
     any work."""
     for uri in uris:
         fs, root = filesystem(uri)
-        if not fs.exists(root):
+        if not _reach(uri, lambda: fs.exists(root)):
             raise FileNotFoundError(f"input not found: {uri}")
 
 
@@ -109,12 +140,20 @@ def relative_key(root: str, path: str) -> str:
 
 def check_output(uri: str) -> None:
     """Fail now, with the cause, when results cannot be written under ``uri``: a bucket that does not exist
-    (it is never created: a typo would make a new one), a path under a regular file, or no permission to
-    write (a probe object is written and removed)."""
+    (it is never created: a typo would make a new one), a path under a regular file, no permission to
+    write (a probe object is written and removed), or storage that cannot be reached (:class:`Unreachable`)."""
+    _reach(uri, lambda: _check_output(uri))
+
+
+def _check_output(uri: str) -> None:
     fs, path = filesystem(uri)
     if not is_local(fs) and not is_process_local(fs):
         bucket = path.strip("/").split("/")[0]
-        if not fs.exists(bucket):
+        if not fs.exists(bucket):  # s3fs says False for a bucket it cannot reach: ask for a key to tell
+            try:
+                fs.info(posixpath.join(bucket, ".deblur-reach-check"))
+            except FileNotFoundError:
+                pass
             raise FileNotFoundError(f"output bucket {bucket!r} does not exist ({uri}); create it first")
     parts = path.rstrip("/").split("/")
     for i in range(len(parts), 0, -1):
@@ -133,12 +172,53 @@ def check_output(uri: str) -> None:
         raise PermissionError(f"cannot write under {uri}: {e}") from None
 
 
+TEMPORARY = re.compile(r"^\.(deblur-[0-9a-f]{32}|.+\.[0-9a-f]{32})\.tmp$")  # this version's, and older ones'
+
+
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and a move, so readers never see half a file."""
+    """Write ``data`` to ``path`` via a temporary sibling (``.deblur-<uuid>.tmp``, named so that a later run
+    can sweep it, and short, so that a long name still fits) and a move, so readers never see half a file.
+    The temporary is removed when the write fails."""
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
+    tmp = posixpath.join(parent, f".deblur-{uuid.uuid4().hex}.tmp")
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except BaseException:
+        try:
+            fs.rm(tmp)
+        except Exception:  # storage gone: the next run sweeps it (sweep_temporaries)
+            pass
+        raise
+
+
+def sweep_temporaries(fs: fsspec.AbstractFileSystem, paths: list[str]) -> int:
+    """Remove the temporaries (:data:`TEMPORARY`) among ``paths``, left by a run that was killed or lost its
+    storage; returns how many. Call it only while holding the output's lease."""
+    stale = [p for p in paths if TEMPORARY.match(posixpath.basename(p))]
+    for p in stale:
+        try:
+            fs.rm(p)
+        except FileNotFoundError:
+            pass
+    return len(stale)
+
+
+def overlap(input_uri: str, output_uri: str) -> str:
+    """How ``input_uri`` and ``output_uri`` overlap ("the same folder", "the input is inside the output",
+    "the output is inside the input"), or "" when they do not. Both are compared as absolute URLs, links resolved on local disks."""
+    fs_in, p_in = filesystem(input_uri)
+    fs_out, p_out = filesystem(output_uri)
+    if _protocols(fs_in)[0] != _protocols(fs_out)[0]:
+        return ""
+    if is_local(fs_in):
+        p_in, p_out = os.path.realpath(p_in), os.path.realpath(p_out)
+    a, b = p_in.rstrip("/") + "/", p_out.rstrip("/") + "/"
+    if a == b:
+        return "the same folder"
+    if a.startswith(b):
+        return "the input is inside the output"
+    return "the output is inside the input" if b.startswith(a) else ""

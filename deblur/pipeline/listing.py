@@ -1,21 +1,22 @@
 """Listing the pipeline's inputs as :class:`~deblur.pipeline.rows.InputRow` rows: a folder or bucket (the
 top level here, every sub-folder by its own Ray task), one file, or a Parquet dataset of encoded images.
 
-Each input's output key mirrors its path under the input root with the format's extension, made safe
-(:func:`deblur.core.storage.safe_key`: never outside the output root); inputs the manifest records as done
-are marked ``skip``; files that are not images get an ``error`` here, before any work.
+Every listed entry yields exactly one row. Output keys come from :func:`deblur.pipeline.naming.output_keys`
+(never the same for two inputs, never outside the output root); inputs the manifest records as done are
+marked ``skip``; entries that cannot be processed get an ``error`` here, before any work: files that are
+not images, symbolic links that lead nowhere, out of the input or to a folder, special files.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 import posixpath
-from collections import Counter
 
 import ray.data
 
-from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_process_local, read_bytes, relative_path,
-                                 safe_key, to_pyarrow, unstrip)
+from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_local, is_process_local, read_bytes, relative_path,
+                                 safe_key, unstrip)
+from deblur.pipeline.naming import output_keys
 from deblur.pipeline.rows import InputRow
 from deblur.pipeline.sinks import Known
 
@@ -27,7 +28,7 @@ def version_of(info: dict) -> str:
 
 
 def input_rows(source: str, output: str, fmt: str, known: Known) -> ray.data.Dataset:
-    """An :class:`InputRow` (with ``bytes`` for memory://) for every file under ``source``.
+    """An :class:`InputRow` (with ``bytes`` for memory://) for every entry under ``source``.
 
     The top level is listed here; each sub-folder is listed by its own Ray task, so a bucket with
     millions of objects starts producing results as soon as its first prefix is listed.
@@ -39,13 +40,16 @@ def input_rows(source: str, output: str, fmt: str, known: Known) -> ray.data.Dat
     base = unstrip(fs, posixpath.dirname(root) if single else root)
     if single or is_process_local(fs):  # memory:// is invisible to workers: list and read it here
         found = {root: fs.info(root)} if single else fs.find(root, detail=True)
-        rows = describe(base, output, _files(fs, found), fmt, known)
+        rows = describe(base, output, _entries(fs, found), fmt, known)
         if is_process_local(fs):
-            rows = [{**r, "bytes": read_bytes(r["path"])} for r in rows]
+            rows = [{**r, "bytes": read_bytes(r["path"]) if not r["error"] else None} for r in rows]
         return ray.data.from_items(rows)
     entries = fs.ls(root, detail=True)
-    rows = describe(base, output, _files(fs, {e["name"]: e for e in entries if e["type"] == "file"}), fmt, known)
-    prefixes = [{"prefix": unstrip(fs, e["name"])} for e in entries if e["type"] == "directory"]
+    folders = [e for e in entries if e["type"] == "directory"]
+    reserved = [_safe_name(relative_path(base, unstrip(fs, e["name"]))) for e in folders]
+    rows = describe(base, output, _entries(fs, {e["name"]: e for e in entries if e["type"] != "directory"}), fmt,
+                    known, reserved)
+    prefixes = [{"prefix": unstrip(fs, e["name"])} for e in folders]
     parts = [ray.data.from_items(rows)] if rows else []
     if prefixes:
         kwargs = {"root": base, "output": output, "fmt": fmt, "known": known}
@@ -55,84 +59,189 @@ def input_rows(source: str, output: str, fmt: str, known: Known) -> ray.data.Dat
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
-def _files(fs, found: dict[str, dict]) -> dict[str, str]:
-    """URL -> version of the files in a ``find``/``ls`` listing (sorted by URL)."""
-    return {unstrip(fs, p): version_of(info) for p, info in sorted(found.items()) if info.get("type") != "directory"}
+def _safe_name(rel: str) -> str:
+    try:
+        return safe_key(rel)
+    except ValueError:
+        return ""
 
 
 def _list_prefix(row: dict, root: str, output: str, fmt: str, known: Known) -> list[InputRow]:
     fs, path = filesystem(row["prefix"])
-    return describe(root, output, _files(fs, fs.find(path, detail=True)), fmt, known)
+    return describe(root, output, _entries(fs, fs.find(path, detail=True)), fmt, known)
 
 
-def describe(root: str, output: str, files: dict[str, str], fmt: str, known: Known) -> list[InputRow]:
-    """Rows for the files (URL -> version) found under ``root``: where each one's result goes, whether to
-    skip it (:meth:`Known.skip`). Hidden files, temporaries and anything inside ``output`` are left out."""
-    out_prefix = filesystem(output)[1].rstrip("/") + "/"
-    urls = [u for u in files if not posixpath.basename(u).startswith(".")
-            and not (filesystem(u)[1] + "/").startswith(out_prefix)]
-    rels = [relative_path(root, u) for u in urls]
-    keys = output_keys(rels, urls, fmt, output, known) if fmt != "parquet" else [""] * len(urls)
-    return [{"path": u, "output": posixpath.join(output, k) if k else "", "version": files[u],
-             "skip": known.skip(u, files[u]),
-             "error": "" if u.lower().endswith(IMAGE_EXTENSIONS) else
-             f"unsupported file type {posixpath.splitext(u)[1] or '(none)'!r}"} for u, k in zip(urls, keys)]
+def _entries(fs, found: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    """URL -> (version, error) of the entries in a ``find``/``ls`` listing (sorted by URL), folders left out.
+    On local disks a symbolic link is followed only to a file inside the listed root (checked later, in
+    :func:`describe`); its error says why not otherwise."""
+    out = {}
+    for p, info in sorted(found.items()):
+        if info.get("type") == "directory":
+            continue
+        version, error = version_of(info), ""
+        if is_local(fs) and (info.get("islink") or info.get("type") != "file"):
+            version, error = _local_entry(p)
+        out[unstrip(fs, p)] = (version, error)
+    return out
 
 
-def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known) -> ray.data.Dataset:
-    """Rows for a Parquet dataset whose ``column`` holds encoded images. A ``path`` column, when present,
-    names each image (and its output); otherwise the image's content hash does."""
+def _local_entry(path: str) -> tuple[str, str]:
+    """(version, error) of a local entry that is not a plain file: a symbolic link or a special file."""
+    try:
+        st = os.stat(path)  # follows links
+    except OSError as e:
+        if os.path.islink(path):
+            what = "a loop of symbolic links" if e.errno == 40 else "a dangling symbolic link"
+            return "", f"{what} (to {os.readlink(path)!r}): not followed"
+        return "", f"cannot read: {e.strerror}"
+    if os.path.isdir(path):
+        return "", f"a symbolic link to a folder ({os.readlink(path)!r}): not followed"
+    if not os.path.isfile(path):
+        return "", "not a regular file (a device, pipe or socket)"
+    return f"{st.st_size}:{st.st_mtime}", ""
+
+
+def _outside(root: str, url: str) -> bool:
+    """True when local ``url`` resolves (links followed) outside ``root``."""
+    real_root = os.path.realpath(filesystem(root)[1])
+    return os.path.commonpath([real_root, os.path.realpath(filesystem(url)[1])]) != real_root
+
+
+def describe(root: str, output: str, files: dict[str, tuple[str, str]], fmt: str, known: Known,
+             reserved: list[str] = ()) -> list[InputRow]:
+    """Rows for the entries (URL -> (version, error)) found under ``root``: where each one's result goes,
+    whether to skip it (:meth:`Known.skip`), or why it cannot be processed. Hidden files (temporaries
+    included) are left out. ``reserved``: output folders filled by other listing tasks."""
+    urls = [u for u in files if not posixpath.basename(u).startswith(".")]
+    errors = {u: files[u][1] or _error(root, u) for u in urls}
+    images = [u for u in urls if not errors[u]]
+    keys = dict(zip(images, _keys(root, images, fmt, output, known, reserved)))
+    rows = []
+    for u in urls:
+        key, error = keys.get(u), errors[u]
+        if not error and key is None and fmt != "parquet":
+            error = "no output name left that no other input has (a hash collision): rename it"
+        version = files[u][0]
+        row = {"path": u, "output": posixpath.join(output, key) if key and fmt != "parquet" else "",
+               "version": version, "skip": not error and known.skip(u, version), "error": error}
+        rows.append(row if not known.by_content else {**row, "recorded": known.recorded(u)})
+    return rows
+
+
+def _error(root: str, url: str) -> str:
+    if not url.lower().endswith(IMAGE_EXTENSIONS):
+        return f"unsupported file type {posixpath.splitext(url)[1] or '(none)'!r}"
+    if is_local(filesystem(url)[0]) and os.path.islink(filesystem(url)[1]) and _outside(root, url):
+        return f"a symbolic link to a file outside the input ({os.path.realpath(filesystem(url)[1])}): not followed"
+    return ""
+
+
+def _keys(root: str, urls: list[str], fmt: str, output: str, known: Known, reserved=()) -> list[str | None]:
+    if fmt == "parquet":
+        return [""] * len(urls)
+    return output_keys([relative_path(root, u) for u in urls], fmt, known.taken(output), urls, reserved)
+
+
+def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
+                 read_roots: tuple[str, ...] = ()) -> ray.data.Dataset:
+    """Rows for a Parquet dataset whose ``column`` holds encoded images; one Ray task per row group.
+
+    A ``path`` column, when present, names each image (and its output), and is read here, in the driver,
+    so that names are given over the whole dataset at once: a path that is null, empty or repeated (every
+    copy after the first) gives a failed row, whose source is ``DATASET#row=N``. Without a ``path`` column,
+    an image's content hash names it. A row whose image is null is read from its path only when that lies
+    under the dataset's own folder or one of ``read_roots``; otherwise it is a failed row."""
+    import pyarrow.parquet as pq
+
     fs, root = filesystem(source)
     if not fs.exists(root):
         raise FileNotFoundError(f"input not found: {source}")
-    ds = ray.data.read_parquet(root, filesystem=to_pyarrow(fs))
-    if column not in ds.columns():
-        raise ValueError(f"no column {column!r} in {source}; columns: {', '.join(ds.columns())}")
-    return ds.map_batches(_parquet_batch, batch_format="pyarrow",
-                          fn_kwargs={"column": column, "output": output, "fmt": fmt, "known": known})
+    files = [root] if fs.isfile(root) else sorted(
+        p for p in fs.find(root) if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_")))
+    base = unstrip(fs, posixpath.dirname(root) if fs.isfile(root) else root)
+    groups, names = [], []
+    for p in files:
+        with fs.open(p, "rb") as f:
+            pf = pq.ParquetFile(f)
+            if column not in pf.schema_arrow.names:
+                raise ValueError(f"no column {column!r} in {unstrip(fs, p)}; columns: {', '.join(pf.schema_arrow.names)}")
+            named = "path" in pf.schema_arrow.names
+            for g in range(pf.num_row_groups):
+                n = pf.metadata.row_group(g).num_rows
+                groups.append({"file": unstrip(fs, p), "group": g, "first": len(names), "rows": n, "named": named})
+                names.extend(pf.read_row_group(g, columns=["path"])["path"].to_pylist() if named else [None] * n)
+    if not groups:
+        raise FileNotFoundError(f"no Parquet files under {source}")
+    sources, keys, errors = name_rows(names, f"{base}#row=", fmt, output, known)
+    items = [{**g, **{k: v[g["first"]: g["first"] + g["rows"]] for k, v in
+                      (("sources", sources), ("keys", keys), ("errors", errors))}} for g in groups]
+    roots = tuple(r.rstrip("/") + "/" for r in (base, *read_roots))
+    kwargs = {"column": column, "output": output, "fmt": fmt, "known": known, "roots": roots}
+    return ray.data.from_items(items).flat_map(_row_group, fn_kwargs=kwargs)
 
 
-def _parquet_batch(table, column: str, output: str, fmt: str, known: Known) -> dict[str, list]:
+def name_rows(names: list[str | None], anonymous: str, fmt: str, output: str,
+              known: Known) -> tuple[list[str], list[str], list[str]]:
+    """(source, output key, error) of each Parquet row named ``names`` (None: the dataset has no ``path``
+    column, the key comes later from the content hash). ``anonymous + N`` is the source of row N when its
+    own name cannot be."""
+    seen: set[str] = set()
+    sources, errors = [], []
+    for i, n in enumerate(names):
+        error = "" if n is None else "no path (null or empty)" if not isinstance(n, str) or not n.strip() else \
+            "the same path as an earlier row: not processed twice" if n in seen else ""
+        if isinstance(n, str):
+            seen.add(n)
+        sources.append(n if n and not error else f"{anonymous}{i}")
+        errors.append(error)
+    good = [i for i, n in enumerate(names) if n is not None and not errors[i]]
+    keys = [""] * len(names)
+    if fmt != "parquet" and good:
+        found = output_keys([names[i].split("://", 1)[-1] for i in good], fmt, known.taken(output),
+                            [sources[i] for i in good])
+        for i, k in zip(good, found):
+            keys[i], errors[i] = (k, "") if k else ("", "no output name left that no other input has")
+    return sources, keys, errors
+
+
+def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
+               roots: tuple[str, ...]) -> list[InputRow]:
+    """The rows of one row group: its images (or the files their paths name, where allowed)."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(item["file"])
+    with fs.open(path, "rb") as f:
+        table = pq.ParquetFile(f).read_row_group(item["group"], columns=[column] + (["path"] if item["named"] else []))
     blobs = table[column].to_pylist()
-    hashes = ["sha256-" + hashlib.sha256(b or b"").hexdigest()[:32] for b in blobs]
-    names = table["path"].to_pylist() if "path" in table.column_names else [h + ".png" for h in hashes]
-    rows = describe_named(names, hashes, output, fmt, known)
-    return {**{k: [r[k] for r in rows] for k in rows[0]}, "bytes": blobs} if rows else {}
+    rows = []
+    for i, blob in enumerate(blobs):
+        source, key, error = item["sources"][i], item["keys"][i], item["errors"][i]
+        name = table["path"][i].as_py() if item["named"] else None
+        if not error and blob is None:
+            blob, error = _read_named(name, roots)
+        digest = "sha256-" + hashlib.sha256(blob or b"").hexdigest()[:32]
+        if name is None:  # no path column: the content names the image
+            source = digest + ".png"
+            key = "" if fmt == "parquet" else output_keys([source], fmt)[0] or ""
+        rows.append({"path": source, "output": posixpath.join(output, key) if key else "", "version": digest,
+                     "skip": not error and known.skip(source, digest), "error": error, "bytes": blob})
+    return rows
 
 
-def describe_named(names: list[str], versions: list[str], output: str, fmt: str, known: Known) -> list[InputRow]:
-    """Rows for images known by name only (no file to list; ``versions``: their content hashes); outputs
-    are named after them, made safe."""
-    rels = [n.split("://", 1)[-1] for n in names]
-    keys = output_keys(rels, names, fmt, output, known) if fmt != "parquet" else [""] * len(names)
-    return [{"path": n, "output": posixpath.join(output, k) if k else "", "version": v,
-             "skip": known.skip(n, v), "error": ""} for n, k, v in zip(names, keys, versions)]
-
-
-def _tag(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def output_keys(rels: list[str], sources: list[str], fmt: str, output: str, known: Known) -> list[str]:
-    """Output keys for inputs at relative paths ``rels`` (of ``sources``): the path with ``fmt``'s
-    extension, made safe, and never the same for two inputs, deterministically:
-
-    - inputs of one folder that share a stem (``a.jpg``, ``a.png``) keep their extension: ``a.jpg.png``;
-    - a name that making it safe changed (``photo#1.png``, a backslash) gets a hash of the original
-      (``photo_1-<hash>.png``), so it cannot meet a name that was safe already;
-    - a key the manifest records as another source's output gets a hash of this source.
-    """
-    stems = Counter((posixpath.dirname(r), posixpath.splitext(posixpath.basename(r))[0].lower()) for r in rels
-                    if r.lower().endswith(IMAGE_EXTENSIONS))
-    keys = []
-    for rel, source in zip(rels, sources):
-        safe = safe_key(rel)
-        stem = (posixpath.dirname(rel), posixpath.splitext(posixpath.basename(rel))[0].lower())
-        base = safe if stems[stem] > 1 else posixpath.splitext(safe)[0]
-        if safe != rel:
-            base += "-" + _tag(rel)
-        owner = known.owners.get(posixpath.join(output, base + "." + fmt))
-        if owner is not None and owner != source:
-            base += "-" + _tag(source)
-        keys.append(base + "." + fmt)
-    return keys
+def _read_named(name: str | None, roots: tuple[str, ...]) -> tuple[bytes | None, str]:
+    """(bytes, error) of the file a row's path names, read only when it lies under one of ``roots``."""
+    if not name:
+        return None, "no image and no path"
+    url = name if "://" in name or name.startswith("/") else roots[0] + name
+    fs, p = filesystem(url)
+    url = unstrip(fs, os.path.realpath(p) if is_local(fs) else posixpath.normpath(p))
+    if not any(url.startswith(r) or (r.startswith("/") and url.startswith(os.path.realpath(r) + "/")) for r in roots):
+        return None, (f"no image, and its path {name!r} lies outside the dataset's folder and every --read-root: "
+                      "not read")
+    try:
+        return read_bytes(url), ""
+    except OSError as e:
+        return None, f"no image, and its path cannot be read: {type(e).__name__}: {e}"

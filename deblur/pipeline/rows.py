@@ -27,7 +27,9 @@ class InputRow(TypedDict, total=False):
     goes ("" for Parquet output); ``version``: its size and ETag or modification time (a content hash for
     Parquet input); ``skip``: the manifest records it as done at this version, its output still there;
     ``error``: why it cannot be processed ("" when it can); ``bytes``: its encoded content, only for inputs
-    workers cannot read themselves (``memory://``, a Parquet column)."""
+    workers cannot read themselves (``memory://``, a Parquet column); ``recorded``: only with
+    ``--detect-changes content``, the content version the manifest records (its output still there; "" when
+    none): the input is read, versioned by its content and skipped when that is unchanged."""
 
     path: str
     output: str
@@ -35,6 +37,7 @@ class InputRow(TypedDict, total=False):
     skip: bool
     error: str
     bytes: bytes
+    recorded: str
 
 
 class DecodedRow(TypedDict):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from deblur.core import checkpoint
 from deblur.core.config import PipelineConfig
-from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local
+from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local, overlap
 from deblur.pipeline import sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
@@ -106,19 +106,22 @@ def run(cfg: PipelineConfig) -> Summary:
         raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
     source, output = absolute(cfg.input), absolute(cfg.output)  # workers may run elsewhere
     check_input(source)  # bad input fails before Ray starts
-    ckpt = checkpoint.resolve(cfg.model)
+    check_overlap(source, output, bool(cfg.input_column))
+    ckpt = checkpoint.resolve(absolute(cfg.model) if cfg.model else None)
     checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
     check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
     model = checkpoint.model_id(ckpt)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with sinks.Lease(output, run_id):
-        known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs)
+        known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs,
+                                                                cfg.detect_changes == "content")
         ensure_ray()
         if cfg.gpu:
             require_gpus()
         progress = Progress()
         if cfg.input_column:
-            ds = parquet_rows(source, cfg.input_column, output, cfg.format, known)
+            roots = tuple(absolute(r) for r in cfg.read_roots)
+            ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots)
         else:
             ds = input_rows(source, output, cfg.format, known)
         ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
@@ -127,23 +130,38 @@ def run(cfg: PipelineConfig) -> Summary:
             for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
                 if st == "failed":
                     log.warning("failed: %s: %s", path, err)
-        manifest = sinks.compact_manifest(output, run_id)
         if cfg.format == "parquet":
-            sinks.commit_parquet(output)
+            sinks.commit_parquet(output)  # before compaction: every record still names the part it wrote
+        manifest = sinks.compact_manifest(output, run_id)
     return progress.summary(cfg.output, manifest)
+
+
+def check_overlap(source: str, output: str, parquet_input: bool) -> None:
+    """Refuse (ValueError) an output that overlaps the input (the same folder, or one inside the other):
+    a run would read its own results, or write among the inputs. Parquet input in one file is the exception
+    (deblur's parts, ``deblur-part-*.parquet``, cannot clash with it), and is said so."""
+    how = overlap(source, output)
+    if not how:
+        return
+    fs, path = filesystem(source)
+    if parquet_input and fs.isfile(path) and how != "the output is inside the input":
+        log.info("the output %s holds the Parquet input %s; deblur's parts (deblur-part-*.parquet) cannot clash "
+                 "with it, but a later run reading the folder would read them too", output, source)
+        return
+    raise ValueError(f"the output {output} and the input {source} overlap ({how}): a run would read its own "
+                     "results or write among its inputs; choose an output outside the input")
 
 
 def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, ckpt: str, sink: dict) -> ray.data.Dataset:
     """decode -> model -> write: separate stages when the model runs on GPUs (``--stages split``, the
     default with ``--gpu``), one fused CPU actor otherwise; see :mod:`deblur.pipeline.stages`."""
     model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict()}
+    decode = {"max_megapixels": cfg.max_megapixels, "multi_frame": cfg.multi_frame}
     actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0,
               "batch_size": cfg.batch_size, "batch_format": "numpy",
               **({"resources": cfg.actor_resources} if cfg.actor_resources else {})}
     if cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu):
-        return ds.map_batches(FusedStage, fn_constructor_kwargs={
-            **model, "sink": sink, "max_megapixels": cfg.max_megapixels}, **actors)
-    ds = ds.map_batches(decode_batch, fn_kwargs={"max_megapixels": cfg.max_megapixels},
-                        batch_size=cfg.batch_size, batch_format="numpy")
+        return ds.map_batches(FusedStage, fn_constructor_kwargs={**model, "sink": sink, "decode": decode}, **actors)
+    ds = ds.map_batches(decode_batch, fn_kwargs=decode, batch_size=cfg.batch_size, batch_format="numpy")
     ds = ds.map_batches(ModelStage, fn_constructor_kwargs=model, **actors)
     return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=cfg.batch_size, batch_format="numpy")

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import socket
 import threading
 import time
@@ -24,11 +25,13 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deblur.core.storage import filesystem, unstrip, write_atomic
+from deblur.core.storage import filesystem, sweep_temporaries, unstrip, write_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST_DIR = "_manifest"
 LEASE = "_lease.json"
+PART_PREFIX = "deblur-part-"
+OUR_PART = re.compile(r"^deblur-part-[0-9a-f]{20}\.parquet$")
 MANIFEST_SCHEMA = pa.schema([
     ("source", pa.string()), ("output", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ("model", pa.string()), ("run", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
@@ -53,9 +56,10 @@ def write_parquet_part(output: str, rows: list[dict[str, Any]]) -> str:
     """Write result rows (see ``PARQUET_SCHEMA``) as one part file under ``output``; returns its URL.
 
     The part is named by its sources, so a batch that Ray retries (an actor died) replaces its part
-    instead of adding a second copy; :func:`commit_parquet` removes what no manifest row points to."""
+    instead of adding a second copy; :func:`commit_parquet` removes what no manifest row points to. The
+    ``deblur-part-`` prefix marks it as deblur's: nothing else in the output is ever touched."""
     digest = hashlib.sha256("\n".join(sorted(r["path"] for r in rows)).encode()).hexdigest()[:20]
-    uri = posixpath.join(output, f"part-{digest}.parquet")
+    uri = posixpath.join(output, f"{PART_PREFIX}{digest}.parquet")
     _write_table(uri, pa.Table.from_pylist(rows, schema=PARQUET_SCHEMA))
     return uri
 
@@ -81,53 +85,77 @@ def read_manifest(output: str) -> pa.Table:
     return _read_parts(*_manifest_files(output))
 
 
-def _read_parts(fs, files: list[str]) -> pa.Table:
-    """The manifest parts ``files`` on ``fs`` as one table, latest record per source."""
-    tables = []
-    for p in files:
-        with fs.open(p, "rb") as f:
-            table = pq.read_table(f)
-        for name in MANIFEST_SCHEMA.names:  # manifests of older versions lack some columns
-            if name not in table.column_names:
-                table = table.append_column(name, pa.nulls(len(table), MANIFEST_SCHEMA.field(name).type))
-        tables.append(table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA))
-    if not tables:
-        return MANIFEST_SCHEMA.empty_table()
-    rows = pa.concat_tables(tables).sort_by([("source", "ascending"), ("time", "ascending")]).to_pylist()
+def _read_part(fs, path: str) -> pa.Table:
+    """One manifest part, in today's schema (manifests of older versions lack some columns)."""
+    with fs.open(path, "rb") as f:
+        table = pq.read_table(f)
+    for name in MANIFEST_SCHEMA.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(len(table), MANIFEST_SCHEMA.field(name).type))
+    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+
+
+def _latest(table: pa.Table) -> pa.Table:
+    """The latest record per source of manifest rows."""
+    rows = table.sort_by([("source", "ascending"), ("time", "ascending")]).to_pylist()
     latest = {r["source"]: r for r in rows}
     return pa.Table.from_pylist(list(latest.values()), schema=MANIFEST_SCHEMA)
+
+
+def _read_parts(fs, files: list[str]) -> pa.Table:
+    """The manifest parts ``files`` on ``fs`` as one table, latest record per source."""
+    return _latest(pa.concat_tables([MANIFEST_SCHEMA.empty_table(), *(_read_part(fs, p) for p in files)]))
 
 
 @dataclass(frozen=True)
 class Known:
     """What the manifest says, as the listing needs it: each done source's (version, output); the outputs
-    that exist (None when not checked); and which source each recorded output belongs to."""
+    that exist (None when not checked); which source each recorded output belongs to; and whether inputs
+    are versioned by content (``--detect-changes content``: decided after reading, see ``recorded``)."""
 
     done: dict[str, tuple[str, str]] = field(default_factory=dict)
     existing: frozenset[str] | None = None
     owners: dict[str, str] = field(default_factory=dict)
+    by_content: bool = False
 
     def skip(self, source: str, version: str) -> bool:
         """True when ``source`` is done at this ``version`` (or one recorded without a version) and its
-        output is still there (when checked)."""
-        if source not in self.done:
+        output is still there (when checked). Never, by content: the stage decides once it has read it."""
+        if source not in self.done or self.by_content:
             return False
         recorded, output = self.done[source]
         same = not recorded or recorded == version
         return same and (self.existing is None or output in self.existing)
 
+    def recorded(self, source: str) -> str | None:
+        """By content: the version the manifest records for ``source`` when its output is still there ("":
+        none); by metadata: None."""
+        if not self.by_content:
+            return None
+        version, output = self.done.get(source, ("", ""))
+        return version if self.existing is None or output in self.existing else ""
 
-def known(output: str, verify_outputs: bool) -> Known:
+    def taken(self, output: str) -> dict[str, str]:
+        """The output keys (relative to ``output``, lower-cased) the manifest gives to each source."""
+        prefix = output.rstrip("/") + "/"
+        return {o[len(prefix):].lower(): s for o, s in self.owners.items() if o.startswith(prefix)}
+
+
+def known(output: str, verify_outputs: bool, by_content: bool = False) -> Known:
     """The manifest under ``output`` as a :class:`Known`; with ``verify_outputs``, the output folder is
-    listed once so that outputs deleted since their run are redone."""
+    listed once so that outputs deleted since their run are redone. Temporaries an earlier run left behind
+    (killed, or its storage lost) are swept from what is listed (call it while holding the lease)."""
     rows = read_manifest(output).to_pylist()
-    existing = None
-    if verify_outputs:
-        fs, root = filesystem(output)
-        fs.invalidate_cache(root)
-        existing = frozenset(unstrip(fs, p) for p in fs.find(root)) if fs.exists(root) else frozenset()
+    fs, root = filesystem(output)
+    fs.invalidate_cache(root)
+    where = root if verify_outputs else posixpath.join(root, MANIFEST_DIR)
+    listed = fs.find(where) if fs.exists(where) else []
+    swept = sweep_temporaries(fs, listed)
+    if swept:
+        log.info("removed %d temporary file(s) an earlier run left under %s", swept, output)
+    existing = frozenset(unstrip(fs, p) for p in listed) if verify_outputs else None
     return Known({r["source"]: (r["version"] or "", r["output"]) for r in rows if r["status"] == "done"}, existing,
-                 {r["output"]: r["source"] for r in rows if r["output"]})
+                 {r["output"]: r["source"] for r in rows if r["output"]}, by_content)
 
 
 def compact_manifest(output: str, run: str) -> str:
@@ -146,19 +174,24 @@ def compact_manifest(output: str, run: str) -> str:
 def commit_parquet(output: str) -> int:
     """Make the Parquet output hold each source once: rows whose source's latest manifest record points to
     another part (an earlier version, a batch written twice) are dropped, parts left empty are deleted.
-    Only the ``path`` column is read, and a part is rewritten only when it holds such rows. Returns the
-    number of rows dropped."""
-    table = read_manifest(output)
+
+    Only deblur's own parts are touched: files named by its scheme (``deblur-part-<hash>.parquet``) or that
+    the manifest records as written by it (older versions' ``part-<hash>.parquet``). Any other file in the
+    output, Parquet or not, is left as it is. Only the ``path`` column is read, and a part is rewritten
+    only when it holds such rows. Returns the number of rows dropped."""
+    fs, files = _manifest_files(output)
+    every = pa.concat_tables([MANIFEST_SCHEMA.empty_table(), *(_read_part(fs, p) for p in files)])
+    ours = set(every["output"].to_pylist())
+    table = _latest(every)
     latest = {s: o for s, o, st in zip(table["source"].to_pylist(), table["output"].to_pylist(),
                                        table["status"].to_pylist()) if st == "done"}
     fs, root = filesystem(output)
     fs.invalidate_cache(root)
     dropped = 0
     for p in sorted(fs.ls(root, detail=False)):
-        name = posixpath.basename(p)
-        if not (name.startswith("part-") and name.endswith(".parquet")):
-            continue
         url = unstrip(fs, p)
+        if not (OUR_PART.match(posixpath.basename(p)) or url in ours):
+            continue
         with fs.open(p, "rb") as f:
             keep = [latest.get(x) == url for x in pq.read_table(f, columns=["path"])["path"].to_pylist()]
         dropped += keep.count(False)

@@ -11,6 +11,7 @@ and, with its batch, in the manifest. This module needs no Ray itself: Ray Data 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,26 +31,38 @@ def _error(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def decode_batch(batch: Batch, max_megapixels: float = 0.0) -> Batch:
+def content_version(data: bytes) -> str:
+    """An input's version by content (``--detect-changes content``): a hash of its bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:32]
+
+
+def decode_batch(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "refuse") -> Batch:
     """InputRow -> DecodedRow: read and decode each row's image (EXIF-upright, as stored: grey/RGB/RGBA,
-    8/16-bit); a row that cannot be read or decoded gets its ``error``."""
+    8/16-bit); a row that cannot be read or decoded gets its ``error``. Rows with a ``recorded`` version
+    (``--detect-changes content``) are versioned by their content, and skipped when it is unchanged."""
     n = len(batch["path"])
-    blobs = batch.get("bytes", [None] * n)
+    blobs, recorded = batch.get("bytes", [None] * n), batch.get("recorded", [None] * n)
+    skips, versions = [bool(s) for s in batch["skip"]], [str(v) for v in batch["version"]]
     cols: dict[str, list] = {"pixels": [], "shape": [], "dtype": [], "sharpness_before": [], "exif": [], "icc": [],
                              "error": []}
-    for path, skip, error, data in zip(batch["path"], batch["skip"], batch["error"], blobs):
+    for i, (path, error, data, before) in enumerate(zip(batch["path"], batch["error"], blobs, recorded)):
         packed, sharp, exif, icc = EMPTY, 0.0, b"", b""
-        if not skip and not error:
+        if not skips[i] and not error:
             try:
                 data = read_bytes(str(path)) if data is None else data
-                img, exif, icc = decode_with_metadata(data, max_megapixels)
-                packed, sharp = pack(img), sharpness(img)
+                if before is not None:
+                    versions[i] = content_version(data)
+                    skips[i] = versions[i] == before
+                if not skips[i]:
+                    img, exif, icc = decode_with_metadata(data, max_megapixels, multi_frame)
+                    packed, sharp = pack(img), sharpness(img)
             except (OSError, ValueError) as e:  # one bad input never stops the run
                 error = _error(e)
         for key, value in (*packed.items(), ("sharpness_before", sharp), ("exif", exif), ("icc", icc),
                            ("error", str(error))):
             cols[key].append(value)
-    return {k: v for k, v in batch.items() if k != "bytes"} | cols
+    rest = {k: v for k, v in batch.items() if k not in ("bytes", "recorded")}
+    return rest | cols | {"skip": skips, "version": versions}
 
 
 class ModelStage:
@@ -121,9 +134,9 @@ class FusedStage(ModelStage):
     """All three stages in one actor (for CPU nodes): decode, restore, write."""
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any], sink: dict[str, str],
-                 max_megapixels: float = 0.0) -> None:
+                 decode: dict[str, Any]) -> None:
         super().__init__(checkpoint_uri, gpu, options)
-        self.sink, self.max_megapixels = sink, max_megapixels
+        self.sink, self.decode = sink, decode
 
     def __call__(self, batch: Batch) -> Batch:
-        return write_batch(super().__call__(decode_batch(batch, self.max_megapixels)), **self.sink)
+        return write_batch(super().__call__(decode_batch(batch, **self.decode)), **self.sink)

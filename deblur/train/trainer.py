@@ -15,6 +15,7 @@ another checkpoint's weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import sys
@@ -37,7 +38,7 @@ from deblur.core import checkpoint, models
 from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
 from deblur.core.image import to_channels, to_float
-from deblur.core.storage import check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
+from deblur.core.storage import absolute, check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
@@ -57,6 +58,7 @@ def say(line: str) -> None:
 def fit(cfg: TrainConfig) -> str:
     """Train as ``cfg`` says (checked when it was built); returns the URI of the best checkpoint written
     under ``cfg.output``."""
+    cfg = absolute_paths(cfg)  # workers run in another folder, maybe on another machine
     check_input(*cfg.sources())  # bad input fails before Ray starts
     if cfg.init:
         checkpoint.load(checkpoint.resolve(cfg.init))  # fail now, in the driver, on an unreadable checkpoint
@@ -82,6 +84,15 @@ def fit(cfg: TrainConfig) -> str:
     )
     trainer.fit()
     return checkpoint.resolve(cfg.output)
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with every local path it names made absolute (data, validation data, output, init)."""
+    from deblur.core.fashion_mnist import FASHION_MNIST
+
+    data = cfg.data if cfg.data.startswith(FASHION_MNIST) else absolute(cfg.data)
+    return dataclasses.replace(cfg, data=data, output=absolute(cfg.output),
+                               val_data=cfg.val_data and absolute(cfg.val_data), init=cfg.init and absolute(cfg.init))
 
 
 def worker_resources(gpu: bool, extra: dict[str, float] | None) -> dict[str, float] | None:

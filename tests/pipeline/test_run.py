@@ -221,17 +221,14 @@ def test_reruns_redo_changed_inputs_and_lost_outputs(ray_cluster, tmp_path, seed
     assert (trusting.done, trusting.skipped) == (0, 4)
 
 
-def _processes(title: str) -> list[int]:
-    """Pids of this machine's processes whose command line starts with ``title`` (Ray names its workers)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if f.read().startswith(title.encode()):
-                    pids.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return pids
+def _own_map_workers(ray_cluster) -> list[int]:
+    """Pids of this test's own Ray Data actors (``MapWorker``): alive, and of this driver's job; never another
+    test's or a user's process on the same machine."""
+    from ray.util.state import list_actors
+
+    job = ray_cluster.get_runtime_context().get_job_id()
+    return [a.pid for a in list_actors(filters=[("state", "=", "ALIVE"), ("job_id", "=", job)], limit=1000)
+            if a.class_name.startswith("MapWorker") and a.pid]
 
 
 def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_cluster, tmp_path, seed_checkpoint):
@@ -247,8 +244,8 @@ def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_clu
     runner.start()
     deadline, killed = time.time() + 120, None
     while time.time() < deadline and killed is None and runner.is_alive():
-        if len(list(out.glob("part-*.parquet"))) >= 3:
-            actors = _processes("ray::MapWorker")
+        if len(list(out.glob("deblur-part-*.parquet"))) >= 3:
+            actors = _own_map_workers(ray_cluster)
             if actors:
                 killed = actors[0]
                 os.kill(killed, signal.SIGKILL)
