@@ -140,7 +140,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="how a rerun tells a changed input: size and modification time/ETag, or a hash of its "
                    "content (reads every input again; for tools that restore modification times) (default: "
                    "%(default)s)")
-    p.add_argument("--read-root", dest="read_roots", action="append", default=[],
+    p.add_argument("--read-root", dest="read_roots", action="append", default=P.read_roots,
                    help="with --input-column: a folder/bucket that rows without image bytes may name by path, "
                    "besides the dataset's own folder; repeatable")
 

@@ -57,8 +57,9 @@ def test_bad_degradation_spec_is_one_line_error(tmp_path, flag):
 
 
 def test_a_missing_output_bucket_or_a_file_in_the_way_fail_before_any_work(tmp_path, s3_endpoint, photo_folder):
+    (tmp_path / "a-file").write_bytes(b"x")
     for output, message in ((f"s3://missing-bucket-{os.getpid()}/out", "does not exist"),
-                            (str(photo_folder / "img0.png" / "out"), "lies under one")):
+                            (str(tmp_path / "a-file" / "out"), "lies under one")):
         result = deblur("run", "--input", str(photo_folder), "--output", output)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]
 

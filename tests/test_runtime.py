@@ -49,6 +49,38 @@ def test_a_killed_command_leaves_no_ray_process_behind(tmp_path, seed_checkpoint
     assert "ray: started a local cluster" in proc.stderr.read()
 
 
+def test_a_command_killed_while_ray_starts_leaves_nothing_behind(tmp_path, seed_checkpoint):
+    """Finding 10 of issue 19: killed during Ray's start-up (before the watcher used to start), its dashboard
+    and runtime-env agents were still alive 30 s later."""
+    write_image(tmp_path / "in" / "a.png", textured(32, 32, 3))
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    proc = subprocess.Popen([sys.executable, "-m", "deblur.cli", "run", "--model", seed_checkpoint, "--input",
+                             str(tmp_path / "in"), "--output", str(tmp_path / "out")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: dict[int, psutil.Process] = {}
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            seen.setdefault(p.pid, p)
+        if any(p.name() == "raylet" for p in _alive(list(seen.values()))):
+            break  # Ray is starting: the driver is inside ray.init
+        time.sleep(0.05)
+    assert proc.poll() is None and any(p.name() == "raylet" for p in seen.values())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + reaper.GRACE_S + 30
+    while time.time() < deadline:
+        for p in _alive(list(seen.values())):  # what the survivors start meanwhile counts too
+            try:
+                seen.update((c.pid, c) for c in p.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        if not _alive(list(seen.values())):
+            break
+        time.sleep(0.5)
+    assert not _alive(list(seen.values())), [p.name() for p in _alive(list(seen.values()))]
+
+
 def test_a_command_attaches_to_a_running_cluster_and_says_so(ray_cluster, tmp_path, seed_checkpoint, photo_folder):
     address = ray_cluster.get_runtime_context().gcs_address
     result = subprocess.run([sys.executable, "-m", "deblur.cli", "run", "--model", seed_checkpoint, "--input",

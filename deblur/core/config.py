@@ -178,7 +178,7 @@ class PipelineConfig(RestoreConfig):
     input_column: str | None = None
     actor_resources: dict[str, float] | None = None
     stages: str = "auto"
-    read_roots: tuple[str, ...] = ()
+    read_roots: tuple[str, ...] | None = None  # None: none (the CLI's default)
     multi_frame: str = "refuse"
     detect_changes: str = "metadata"
 

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -43,7 +44,7 @@ def test_sixteen_bit_png_keeps_precision():
     np.testing.assert_array_equal(out, img)
 
 
-@pytest.mark.parametrize("data, message", [(b"", "empty"), (b"not an image at all", "not a decodable")])
+@pytest.mark.parametrize("data, message", [(b"", "empty"), (b"not an image at all", "not a supported image")])
 def test_decode_errors_are_clear(data, message):
     with pytest.raises(ValueError, match=message):
         image.decode(data)
@@ -83,3 +84,31 @@ def test_a_decompression_bomb_is_refused_from_its_header(limit):
     assert len(data) < 200_000
     with pytest.raises(ValueError, match="too large"):
         image.decode(data, limit)
+
+
+def _frames(fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    a, b = (Image.fromarray(np.full((8, 10, 3), v, np.uint8)) for v in (10, 200))
+    buf = io.BytesIO()
+    a.save(buf, fmt, save_all=True, append_images=[b])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP", "PNG"])
+def test_multi_frame_images_are_refused_unless_the_first_frame_is_asked_for(fmt):
+    data = _frames(fmt)
+    with pytest.raises(ValueError, match="2 frames"):
+        image.decode(data)
+    assert image.decode(data, multi_frame="first").shape == (8, 10, 3)
+
+
+def test_hdr_and_float_images_are_refused_never_decoded_black():
+    hdr = cv2.imencode(".hdr", np.ones((3000, 3000, 3), np.float32))[1].tobytes()
+    with pytest.raises(ValueError, match="not a supported image"):  # its size cannot be read first: refused
+        image.decode(hdr, max_megapixels=1)
+    tif = cv2.imencode(".tiff", np.full((6, 6), 0.5, np.float32))[1].tobytes()
+    with pytest.raises(ValueError, match="floating-point"):
+        image.decode(tif)

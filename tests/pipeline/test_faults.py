@@ -96,3 +96,5 @@ def test_an_s3_outage_mid_run_loses_nothing_and_a_rerun_completes(ray_cluster, s
     outputs = sorted(p for p in fs.find(f"{root}/out") if p.endswith(".png"))
     assert [p.rsplit("/", 1)[1] for p in outputs] == [f"img{i:02d}.png" for i in range(20)]  # 0 doubled
     assert all(decode(fs.cat(p)).shape == (64, 64, 3) for p in outputs)  # 0 corrupt
+    fs.invalidate_cache()
+    assert not [p for p in fs.find(f"{root}/out") if p.endswith(".tmp")]  # temporaries removed or swept

@@ -75,7 +75,7 @@ def _steps(output) -> dict[int, dict]:
     return out
 
 
-def test_steps_resume_exactly_and_init_fine_tunes(ray_cluster, photo_folder, tmp_path):
+def test_steps_resume_exactly_and_init_fine_tunes(ray_cluster, photo_folder, tmp_path, monkeypatch):
     """By steps: a run stopped at step 4 and resumed to 6 (with a different number of loader workers)
     follows the uninterrupted run's trajectory: optimiser state, schedule position and data are restored."""
     common = dict(data=str(photo_folder), val_data=str(photo_folder), model="unet", channels=3,
@@ -92,16 +92,18 @@ def test_steps_resume_exactly_and_init_fine_tunes(ray_cluster, photo_folder, tmp
         assert b["val_psnr"] == pytest.approx(a["val_psnr"], abs=1e-4), step
     assert straight[6]["step"] == 6 and straight[6]["train"]["steps"] == 6
 
-    tuned = fit(TrainConfig(output=str(tmp_path / "tuned"), init=str(tmp_path / "straight"), steps=2,
+    monkeypatch.chdir(tmp_path)  # relative --init and --output, as the Makefile's recipes give them (finding 9 of issue 19)
+    tuned = fit(TrainConfig(output="tuned", init="straight", steps=2,
                             data=str(photo_folder), val_data=str(photo_folder), batch_size=4, patch_size=32,
                             val_every=2, lr=1e-4, degradation="real+noise:sigma=0.01"))
     model, config = checkpoint.load(tuned)
     assert config["model"] == "unet" and config["settings"]["width"] == 8 and config["train"]["init"]
 
 
-def test_resume_skips_a_truncated_latest_checkpoint(ray_cluster, photo_folder, tmp_path, capfd):
+def test_resume_skips_a_truncated_latest_checkpoint(ray_cluster, photo_folder, tmp_path, capfd, monkeypatch):
     output = tmp_path / "run"
-    cfg = TrainConfig(data=str(photo_folder), val_data=str(photo_folder), output=str(output), model="seed",
+    monkeypatch.chdir(tmp_path)  # a relative --output, as the README's recipes give it (finding 9 of issue 19)
+    cfg = TrainConfig(data=str(photo_folder), val_data=str(photo_folder), output="run", model="seed",
                       degradation="gaussian:sigma=1.0", epochs=2, batch_size=8, patch_size=32, keep_checkpoints=10)
     fit(cfg)
     weights = output / "epoch_0002" / "model.safetensors"
