@@ -185,6 +185,13 @@ def _sprite_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="folder to write")
 
 
+def _inspect_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="what a checkpoint is: architecture, parameters, MACs per pixel, size "
+                       "needs, precisions, licence", epilog=EPILOG)
+    p.add_argument("model", nargs="?", help="checkpoint directory, training output, or a weights file "
+                   "(.pth/.ckpt/.safetensors of a spandrel architecture, e.g. NAFNet); default: the bundled model")
+
+
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="blur the bundled sample photos, de-blur them, write a before/after picture")
     p.add_argument("--output", default="demo-output", help="folder to write (default: %(default)s)")
@@ -194,7 +201,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deblur", description="De-blur images at scale with Ray.")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_train_parser, _run_parser, _degrade_parser, _eval_parser, _sprite_parser, _demo_parser):
+    for add in (_train_parser, _run_parser, _degrade_parser, _eval_parser, _inspect_parser, _sprite_parser,
+                _demo_parser):
         add(sub)
     return p
 
@@ -216,6 +224,10 @@ def dispatch(args: argparse.Namespace) -> str:
     if args.command == "demo":
         from deblur.demo import demo
         return demo(args.output)
+    if args.command == "inspect":
+        from deblur.core.checkpoint import describe
+        return "\n".join(f"{k}: {v:,.0f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k}: {v}"
+                         for k, v in describe(args.model).items())
     if args.command in ("degrade", "blur"):
         from deblur.core.synth import write_degraded
         return write_degraded(_config(DegradeConfig, args))

@@ -99,8 +99,13 @@ def test_help_imports_neither_torch_nor_ray():
     """`deblur --help` and every command's help come from the configs alone (fast: no torch, no Ray)."""
     loaded = _python("import sys; from deblur.cli import parser; p = parser(); p.format_help(); "
                      "[s.format_help() for s in p._subparsers._group_actions[0].choices.values()]; "
-                     "print(sorted(m for m in ('torch', 'ray', 'cv2') if m in sys.modules))")
+                     "print(sorted(m for m in ('torch', 'ray', 'cv2', 'spandrel') if m in sys.modules))")
     assert loaded == "[]"
+
+
+def test_spandrel_is_imported_only_for_a_foreign_checkpoint():
+    loaded = _python("import sys, deblur; deblur.load(device='cpu'); print('spandrel' in sys.modules)")
+    assert loaded == "False"
 
 
 @pytest.mark.parametrize("args", [["run", "--input", "/nonexistent/in", "--output", "/tmp/o"],
@@ -109,3 +114,17 @@ def test_help_imports_neither_torch_nor_ray():
 def test_bad_input_fails_before_ray_is_even_imported(args):
     out = _python(f"import sys; from deblur.cli import main; rc = main({args!r}); print(rc, 'ray' in sys.modules)")
     assert out == "2 False"
+
+
+def test_inspect_says_what_a_checkpoint_is(tmp_path, capsys):
+    from deblur import cli
+
+    assert cli.main(["inspect"]) == 0
+    out = capsys.readouterr().out
+    assert "architecture: unet" in out and "macs_per_pixel: 101,520" in out and "parameters: 2,125,443" in out
+    pytest.importorskip("spandrel")
+    from tests.core.test_foreign import nafnet, random_weights, save
+
+    assert cli.main(["inspect", save(random_weights(nafnet), tmp_path / "n", "pth")]) == 0
+    out = capsys.readouterr().out
+    assert "architecture: NAFNet" in out and "precisions: ['bf16', 'fp32']" in out and "licence:" in out

@@ -4,6 +4,7 @@ S3 server, re-submissions, the nightly trigger's retries, and what the upload ca
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -14,6 +15,7 @@ import time
 
 import fsspec
 import pytest
+import torch
 
 from deblur.core.image import encode
 from deblur.pipeline import sinks
@@ -122,6 +124,16 @@ def test_train_then_deblur_jobs_over_buckets(head, bucket):
 
     again = submit(head, *job)
     assert again.returncode == 0 and "0 done, 3 skipped, 0 failed" in again.stdout
+
+    from tests.core.test_foreign import nafnet, random_weights  # a pretrained model's file, in the bucket
+
+    buf = io.BytesIO()
+    torch.save({"params": random_weights(nafnet)}, buf)
+    fs.pipe(f"{root}/models/NAFNet-tiny.pth", buf.getvalue())
+    foreign = submit(head, "jobs/deblur.py", "--model", f"{bucket}/models/NAFNet-tiny.pth", "--input",
+                     f"{bucket}/incoming", "--output", f"{bucket}/deblurred-nafnet", "--format", "parquet")
+    assert foreign.returncode == 0 and "3 done, 0 skipped, 0 failed" in foreign.stdout, foreign.stdout[-3000:]
+    assert {r["model"][:7] for r in sinks.read_manifest(f"{bucket}/deblurred-nafnet").to_pylist()} == {"NAFNet-"}
 
 
 def _trigger(head, home, run: str, *job: str) -> subprocess.CompletedProcess:

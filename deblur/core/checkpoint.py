@@ -19,7 +19,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
-from deblur.core import models
+from deblur.core import foreign, models
 from deblur.core.storage import filesystem, read_bytes, unstrip
 
 WEIGHTS, CONFIG, OPTIMIZER = "model.safetensors", "config.json", "optimizer.pt"
@@ -51,11 +51,17 @@ def load(uri: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[
 
     Raises ValueError with a clear message when ``uri`` is not a readable checkpoint.
     """
+    if foreign.is_foreign(uri):  # a weights file of a spandrel architecture (NAFNet, ...)
+        model, config = foreign.load(uri)
+        return model.to(device).eval(), config
     try:
         config = read_config(uri)
-        weights = read_bytes(posixpath.join(uri, WEIGHTS))
-        model = models.build(config["model"], **config.get("settings", {}))
-        model.load_state_dict(safetensors.torch.load(weights))
+        weights = safetensors.torch.load(read_bytes(posixpath.join(uri, WEIGHTS)))
+        if config["model"] == foreign.NAME:  # fine-tuned from one: spandrel rebuilds it from its weights
+            model = foreign.rebuild(weights, config.get("settings", {}), uri)
+        else:
+            model = models.build(config["model"], **config.get("settings", {}))
+            model.load_state_dict(weights)
     except (OSError, KeyError, TypeError, ValueError, RuntimeError, safetensors.SafetensorError) as e:
         raise ValueError(f"not a readable deblur checkpoint: {uri} ({type(e).__name__}: {e})") from None
     return model.to(device).eval(), config
@@ -78,6 +84,10 @@ def resolve(uri: str | None) -> str:
     if uri is None:
         return BUNDLED
     fs, path = filesystem(uri)
+    if foreign.is_foreign(uri):
+        if not fs.isfile(path):
+            raise FileNotFoundError(f"no weights file at {uri}")
+        return uri
     if fs.exists(posixpath.join(path, CONFIG)):
         return uri
     configs = [p for p in fs.glob(posixpath.join(path, "**", CONFIG)) if not posixpath.basename(
@@ -128,7 +138,38 @@ def newest_first(output: str) -> list[str]:
     return [uri for _, uri in sorted(found, reverse=True)]
 
 
-def model_id(uri: str) -> str:
-    """A short, stable id of the checkpoint at ``uri``: model name and the hash of its weights."""
+def model_id(uri: str, config: dict[str, Any] | None = None) -> str:
+    """A short, stable id of the checkpoint at ``uri`` (whose ``config``, from :func:`load`, saves reading it
+    again): its architecture and the hash of its weights."""
+    if foreign.is_foreign(uri):
+        config = config or foreign.load(uri)[1]
+        return f"{config['settings']['architecture']}-{config['digest']}"
     digest = hashlib.sha256(read_bytes(posixpath.join(uri, WEIGHTS))).hexdigest()[:12]
-    return f"{read_config(uri)['model']}-{digest}"
+    config = config or read_config(uri)
+    name = config.get("settings", {}).get("architecture") if config["model"] == foreign.NAME else config["model"]
+    return f"{name}-{digest}"
+
+
+def describe(uri: str | None) -> dict[str, Any]:
+    """What the checkpoint ``uri`` is (None: the shipped model): architecture, parameters, multiply-
+    accumulates per pixel (every convolution and matrix product, counted by torch's FlopCounterMode on a
+    64x64 input), size needs, precisions, tiling, and where it came from."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    uri = resolve(uri)
+    model, config = load(uri)
+    channels = int(config["settings"].get("channels", 3))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, channels, 64, 64))
+    foreign_model = isinstance(model, foreign.ForeignModel)
+    return {
+        "checkpoint": uri, "id": model_id(uri, config),
+        "architecture": config["settings"]["architecture"] if foreign_model else config["model"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "macs_per_pixel": counter.get_total_flops() / 2 / 64**2, "channels": channels,
+        "size_requirements": config.get("size_requirements", {"minimum": 0, "multiple_of": 1, "square": False}),
+        "precisions": config.get("precisions", ["bf16", "fp16", "fp32"]), "tiling": config.get("tiling", "supported"),
+        "licence": ("architecture code: spandrel's core package (permissive licences); weights: their "
+                    "publisher's terms") if foreign_model else "deblur (Apache-2.0)",
+        "trained_on": config.get("degradation") or config.get("blur"),
+    }

@@ -63,7 +63,7 @@ def evaluate(cfg: EvalConfig) -> str:
     if not scored:
         detail = f": {failed[0]['image']}: {failed[0]['error']}" if failed else ""
         raise FileNotFoundError(f"no images could be evaluated under {cfg.data}{detail}")
-    model_id = checkpoint.model_id(restorer.checkpoint)
+    model_id = checkpoint.model_id(restorer.checkpoint, restorer.config or None)
     label = "paired" if cfg.paired else spec
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("output",)} | {"degradation": label}
     summary = {**summarise(scored, label, model_id), "failed": failed, "settings": settings}

@@ -10,6 +10,8 @@ wider reach keep ``pad`` pixels of context on every side of every output pixel.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 from typing import Any, Callable
 
 import numpy as np
@@ -21,6 +23,7 @@ from deblur.core.config import PRECISION_NAMES, RestoreConfig
 from deblur.core.image import from_float, to_float, to_numpy, to_tensor
 from deblur.core.registry import Registry
 
+log = logging.getLogger(__name__)
 Fn = Callable[[torch.Tensor], torch.Tensor]
 PRECISIONS: Registry[torch.dtype | None] = Registry("precision", {
     "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}, PRECISION_NAMES)
@@ -132,6 +135,7 @@ class Restorer:
                  checkpoint_uri: str = "") -> None:
         self.model, self.channels, self.device, self.options = model, channels, device, options
         self.checkpoint = checkpoint_uri
+        self.config: dict[str, Any] = {}  # the checkpoint's config.json (or a foreign file's), when loaded
 
     def __call__(self, img: Any) -> Any:
         if isinstance(img, np.ndarray):
@@ -161,7 +165,27 @@ def load(model: str | None = None, device: str | torch.device | None = None, **o
     dev = torch.device(device) if device is not None else default_device()
     uri = checkpoint.resolve(model)
     net, config = checkpoint.load(uri, dev)
-    return Restorer(net, int(config["settings"].get("channels", 1)), dev, opts, uri)
+    restorer = Restorer(net, int(config["settings"].get("channels", 1)), dev, honour_needs(net, opts, uri), uri)
+    restorer.config = config
+    return restorer
+
+
+WHOLE = 1 << 20  # a tile side no image reaches: the whole image at once
+
+
+def honour_needs(net: nn.Module, opts: RestoreConfig, uri: str) -> RestoreConfig:
+    """``opts`` adjusted to what a foreign architecture (:mod:`deblur.core.foreign`) declares: a precision it
+    cannot run falls back to fp32, and one that tiles internally or whose tiling spandrel discourages (its
+    results depend on the whole image) runs on whole images; each change is said once."""
+    precisions, tiling = getattr(net, "precisions", None), getattr(net, "tiling", "supported")
+    if precisions is not None and opts.precision not in precisions:
+        log.warning("%s cannot run in %s (it runs in %s): using fp32", uri, opts.precision, ", ".join(sorted(precisions)))
+        opts = dataclasses.replace(opts, precision="fp32")
+    if tiling in ("internal", "discouraged") and opts.tile < WHOLE:
+        log.warning("%s: its architecture %s tiling: whole images, not %d px tiles (memory grows with the image)",
+                    uri, "does its own" if tiling == "internal" else "discourages", opts.tile)
+        opts = dataclasses.replace(opts, tile=WHOLE)
+    return opts
 
 
 class BatchRestorer:

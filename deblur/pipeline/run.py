@@ -108,13 +108,13 @@ def run(cfg: PipelineConfig) -> Summary:
     check_input(source)  # bad input fails before Ray starts
     check_overlap(source, output, bool(cfg.input_column))
     ckpt = checkpoint.resolve(absolute(cfg.model) if cfg.model else None)
-    checkpoint.load(ckpt)  # fail fast, in the driver, on an unreadable checkpoint
+    config = checkpoint.load(ckpt)[1]  # fail fast, in the driver, on an unreadable checkpoint
     check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
-    model = checkpoint.model_id(ckpt)
+    model = checkpoint.model_id(ckpt, config)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with sinks.Lease(output, run_id):
         known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs,
-                                                                cfg.detect_changes == "content")
+                                                                cfg.detect_changes == "content", model)
         ensure_ray()
         if cfg.gpu:
             require_gpus()

@@ -117,11 +117,14 @@ class Known:
     existing: frozenset[str] | None = None
     owners: dict[str, str] = field(default_factory=dict)
     by_content: bool = False
+    models: dict[str, str] = field(default_factory=dict)  # source -> the model that made its output
+    model: str = ""  # this run's model id: an output another model made is redone
 
     def skip(self, source: str, version: str) -> bool:
-        """True when ``source`` is done at this ``version`` (or one recorded without a version) and its
-        output is still there (when checked). Never, by content: the stage decides once it has read it."""
-        if source not in self.done or self.by_content:
+        """True when ``source`` is done at this ``version`` (or one recorded without a version) by this
+        run's model, and its output is still there (when checked). Never, by content: the stage decides
+        once it has read it."""
+        if source not in self.done or self.by_content or not self._same_model(source):
             return False
         recorded, output = self.done[source]
         same = not recorded or recorded == version
@@ -133,7 +136,11 @@ class Known:
         if not self.by_content:
             return None
         version, output = self.done.get(source, ("", ""))
-        return version if self.existing is None or output in self.existing else ""
+        kept = (self.existing is None or output in self.existing) and self._same_model(source)
+        return version if kept else ""
+
+    def _same_model(self, source: str) -> bool:
+        return not self.model or self.models.get(source) in (None, "", self.model)
 
     def taken(self, output: str) -> dict[str, str]:
         """The output keys (relative to ``output``, lower-cased) the manifest gives to each source."""
@@ -141,7 +148,7 @@ class Known:
         return {o[len(prefix):].lower(): s for o, s in self.owners.items() if o.startswith(prefix)}
 
 
-def known(output: str, verify_outputs: bool, by_content: bool = False) -> Known:
+def known(output: str, verify_outputs: bool, by_content: bool = False, model: str = "") -> Known:
     """The manifest under ``output`` as a :class:`Known`; with ``verify_outputs``, the output folder is
     listed once so that outputs deleted since their run are redone. Temporaries an earlier run left behind
     (killed, or its storage lost) are swept from what is listed (call it while holding the lease)."""
@@ -154,8 +161,10 @@ def known(output: str, verify_outputs: bool, by_content: bool = False) -> Known:
     if swept:
         log.info("removed %d temporary file(s) an earlier run left under %s", swept, output)
     existing = frozenset(unstrip(fs, p) for p in listed) if verify_outputs else None
-    return Known({r["source"]: (r["version"] or "", r["output"]) for r in rows if r["status"] == "done"}, existing,
-                 {r["output"]: r["source"] for r in rows if r["output"]}, by_content)
+    done = [r for r in rows if r["status"] == "done"]
+    return Known({r["source"]: (r["version"] or "", r["output"]) for r in done}, existing,
+                 {r["output"]: r["source"] for r in rows if r["output"]}, by_content,
+                 {r["source"]: r["model"] or "" for r in done}, model)
 
 
 def compact_manifest(output: str, run: str) -> str:

@@ -263,3 +263,38 @@ def test_a_summary_without_a_second_batch_gives_the_overall_rate():
 
     line = Summary(3, 0, 0, 2.0, 1.0, "out", "m", startup=2.0).line()
     assert "(1.50 images/s, 0.50 Mpx/s with start-up)" in line and "then" not in line
+
+
+@pytest.mark.parametrize("fmt", ["png", "parquet"])
+def test_a_foreign_checkpoint_runs_over_a_folder_and_another_model_redoes_it(ray_cluster, tmp_path, fmt):
+    """NAFNet (spandrel, random weights) through the pipeline: outputs are spandrel's own whole-image call,
+    rounded to 8 bits; the manifest and Parquet name the architecture and its weights; a rerun with other
+    weights redoes every output, one with the same weights skips them."""
+    from tests.core.test_foreign import nafnet, random_weights, save, spandrel_output
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    images = {f"p{i}.png": textured(30 + i, 41, 3, seed=i) for i in range(3)}
+    for name, img in images.items():
+        write_image(src / name, img)
+    state = random_weights(nafnet)
+    first, other = save(state, tmp_path / "a", "pth"), save({k: v * 0.9 for k, v in state.items()}, tmp_path / "b",
+                                                            "safetensors")
+    s = run(PipelineConfig(input=str(src), output=str(out), model=first, format=fmt, workers=1, batch_size=2))
+    assert s.done == 3
+    if fmt == "png":
+        results = {p.name: decode(p.read_bytes()) for p in out.glob("*.png")}
+    else:
+        table = pq.read_table(str(out), columns=["path", "image", "model"])
+        results = {os.path.basename(p): decode(b) for p, b in zip(table["path"].to_pylist(), table["image"].to_pylist())}
+        assert all(m.startswith("NAFNet-") for m in table["model"].to_pylist())
+    for name, img in images.items():
+        expected = np.rint(np.clip(spandrel_output(state, img.astype(np.float32) / 255), 0, 1) * 255)
+        assert np.abs(results[name].astype(int) - expected.astype(int)).max() <= 1, name
+    models = {r["model"] for r in _manifest(out).values()}
+    assert len(models) == 1 and models.pop().startswith("NAFNet-")
+    if fmt == "parquet":
+        return  # reruns: the same for both formats
+    again = run(PipelineConfig(input=str(src), output=str(out), model=first, format=fmt, workers=1))
+    assert (again.done, again.skipped) == (0, 3)
+    changed = run(PipelineConfig(input=str(src), output=str(out), model=other, format=fmt, workers=1))
+    assert changed.done == 3

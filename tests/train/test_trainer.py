@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from deblur.core import checkpoint, models
 from deblur.core.config import TrainConfig
@@ -113,3 +114,24 @@ def test_resume_skips_a_truncated_latest_checkpoint(ray_cluster, photo_folder, t
     assert sorted(_epochs(output)) == [1, 2, 3]
     for epoch in (2, 3):  # epoch 2 was trained again from epoch 1
         checkpoint.load(str(output / f"epoch_{epoch:04d}"))
+
+
+def test_a_foreign_checkpoint_fine_tunes_resumes_exactly_and_loads_back(ray_cluster, photo_folder, tmp_path):
+    """--init NAFNet.pth (spandrel, random weights): fine-tuned through Ray Train, resumed exactly, and the
+    checkpoints it writes are deblur's (safetensors + config.json naming the architecture), loading back."""
+    from tests.core.test_foreign import nafnet, random_weights, save
+
+    init = save(random_weights(nafnet), tmp_path / "nafnet", "params")
+    common = dict(data=str(photo_folder), val_data=str(photo_folder), init=init, degradation="gaussian:sigma=1",
+                  batch_size=4, patch_size=32, lr=1e-3, val_every=2, keep_checkpoints=10, loader_workers=0)
+    fit(TrainConfig(output=str(tmp_path / "straight"), steps=4, **common))
+    fit(TrainConfig(output=str(tmp_path / "resumed"), steps=2, **common))
+    best = fit(TrainConfig(output=str(tmp_path / "resumed"), steps=4, **common))
+    straight, resumed = _steps(tmp_path / "straight"), _steps(tmp_path / "resumed")
+    assert sorted(straight) == sorted(resumed) == [2, 4]
+    assert resumed[4]["metrics"]["train_loss"] == pytest.approx(straight[4]["metrics"]["train_loss"], rel=1e-5)
+    model, config = checkpoint.load(best)
+    assert config["model"] == "spandrel" and config["settings"]["architecture"] == "NAFNet"
+    assert sorted(os.listdir(best)) == ["config.json", "model.safetensors", "optimizer.pt"]
+    before, after = random_weights(nafnet), checkpoint.load_state(best)[0]
+    assert sorted(after) == sorted(before) and any(not torch.equal(after[k], before[k]) for k in before)  # trained
