@@ -32,12 +32,12 @@ $(VENV)/.installed: pyproject.toml
 article: $(VENV)/.installed  ## the article's recipe on the sprite's 600 training tiles, then de-blur tiles 600-899
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
 	$(BIN)/deblur train --data data/sprite/train --output outputs/article --model seed --degradation seed \
-		--loss mse --lr 1e-3 --batch-size 2000 --epochs 300 --patch-size 28 --workers 2 --checkpoint-every 25
+		--loss mse --lr 1e-3 --batch-size 2000 --epochs 300 --patch-size 28 --workers 2 --checkpoint-every 25 --precision fp32
 	$(BIN)/deblur eval --model outputs/article --data data/sprite/eval --degradation seed --output outputs/article-eval
 
 article-fashion-mnist: $(VENV)/.installed  ## the article exactly: Fashion-MNIST (downloaded), 100 epochs of batch 2000
 	$(BIN)/deblur train --data fashion-mnist --output outputs/article-fmnist --model seed --degradation seed \
-		--loss mse --lr 1e-3 --batch-size 2000 --epochs 100 --patch-size 28 --workers 2 --checkpoint-every 10
+		--loss mse --lr 1e-3 --batch-size 2000 --epochs 100 --patch-size 28 --workers 2 --checkpoint-every 10 --precision fp32
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite
 	$(BIN)/deblur eval --model outputs/article-fmnist --data data/sprite/eval --degradation seed --output outputs/article-fmnist-eval
 

@@ -5,7 +5,8 @@ degrading crops (all on the CPU, or leaving blur and noise to the device), side 
                                [--blur SPEC] [--json FILE]
 
 Random NCHW float32 [0, 1] inputs already on the device (so it measures the model and optimiser, not the
-data loader), bf16 autocast on CUDA, the same ``train_step`` as training. Prints megapixels per second for
+data loader), in fp32 and under bf16 autocast side by side (``--precision``; bf16 is native on GPUs and on
+CPUs with AMX or AVX512-BF16, emulated and slow elsewhere), the same ``train_step`` as training. Prints megapixels per second for
 each setting and, with ``--json``, writes them and the fastest batch size (what a training run should use
 when its loader keeps up). The loader figures are per CPU core (one thread): multiply by the loader workers
 and compare with the step figures to see which side sets the pace.
@@ -25,13 +26,14 @@ from deblur.core import models
 from deblur.core.crops import CropStream
 from deblur.core.config import DEFAULT_DEGRADATION
 from deblur.core.degrade import parse_degradation
+from deblur.core.restore import bf16_hardware
 from deblur.core.training import optimizer, train_step
 
 
 def measure(model_name: str, channels: int, batch: int, patch: int, channels_last: bool, seconds: float,
-            device: torch.device) -> float:
-    """Megapixels per second of ``train_step`` on one setting (after a warm-up of a quarter of ``seconds``)."""
-    bf16 = device.type == "cuda"
+            device: torch.device, bf16: bool) -> float:
+    """Megapixels per second of ``train_step`` on one setting (after a warm-up of a quarter of ``seconds``),
+    the forward pass under bf16 autocast when ``bf16`` (fp32 master weights, as training runs)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = models.build(model_name, channels=channels).to(device, memory_format=fmt).train()
     opt = optimizer(net, 1e-4)
@@ -69,20 +71,31 @@ def main() -> None:
     p.add_argument("--degradation", "--blur", dest="degradation", action="append", default=[],
                    help=f"degradation spec(s) for the loader figures (default: {DEFAULT_DEGRADATION})")
     p.add_argument("--loader-only", action="store_true", help="measure the loader only, not training steps")
+    p.add_argument("--precision", action="append", choices=["fp32", "bf16"], default=[],
+                   help="autocast of the timed steps (default: both, side by side)")
     p.add_argument("--json")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     rows = []
+    print(f"{device}: native bf16: {bf16_hardware(device)}; {torch.get_num_threads()} threads", flush=True)
     for batch in [] if args.loader_only else args.batch or [32, 64, 128]:
         for channels_last in (False, True):
-            mpx = measure(args.model, args.channels, batch, args.patch, channels_last, args.seconds, device)
-            rows.append({"batch": batch, "channels_last": channels_last, "mpx_per_s": round(mpx, 2)})
-            print(f"{args.model} on {device}: batch {batch:4d} x {args.patch}^2, channels_last={channels_last!s:5}: "
-                  f"{mpx:8.2f} Mpx/s", flush=True)
+            for precision in args.precision or ["fp32", "bf16"]:
+                mpx = measure(args.model, args.channels, batch, args.patch, channels_last, args.seconds, device,
+                              precision == "bf16")
+                rows.append({"batch": batch, "channels_last": channels_last, "precision": precision,
+                             "mpx_per_s": round(mpx, 3)})
+                print(f"{args.model} on {device}: batch {batch:4d} x {args.patch}^2, channels_last={channels_last!s:5}"
+                      f" {precision}: {mpx:8.3f} Mpx/s", flush=True)
     best = max(rows, key=lambda r: r["mpx_per_s"]) if rows else None
     if best:
-        print(f"fastest: batch {best['batch']}, channels_last={best['channels_last']}")
+        print(f"fastest: batch {best['batch']}, channels_last={best['channels_last']}, {best['precision']}")
+    pairs = {(r["batch"], r["channels_last"]): r for r in rows if r["precision"] == "fp32"}
+    for r in rows:
+        if r["precision"] == "bf16" and (r["batch"], r["channels_last"]) in pairs:
+            print(f"bf16 / fp32, batch {r['batch']}, channels_last={r['channels_last']}: "
+                  f"{r['mpx_per_s'] / pairs[(r['batch'], r['channels_last'])]['mpx_per_s']:.2f}x")
     loader = {}
     for spec in args.degradation or [DEFAULT_DEGRADATION]:
         loader[spec] = {}

@@ -10,9 +10,9 @@ import logging
 import re
 import sys
 
-from deblur.core.config import (BLUR_NAMES, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADE_ON, IMAGE_FORMATS,
+from deblur.core.config import (ARTICLE_RECIPE, BLUR_NAMES, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADE_ON, IMAGE_FORMATS,
                                 LOSS_NAMES, MODEL_NAMES, MULTI_FRAME, PIPELINE_FORMATS, PRECISION_NAMES, SCHEDULE_NAMES,
-                                STAGES, DegradeConfig, EvalConfig, PipelineConfig, RestoreConfig, TrainConfig)
+                                STAGES, TRAIN_PRECISIONS, DegradeConfig, EvalConfig, PipelineConfig, RestoreConfig, TrainConfig)
 
 EPILOG = "URIs may be local paths or any fsspec URL (s3://, gs://, file://, memory://)."
 DEGRADATION_HELP = (f"degradation spec BLUR[:key=value,...][+noise:sigma=S][+jpeg:quality=Q][+quantize:bits=B], "
@@ -66,8 +66,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=int, default=T.channels, choices=(1, 3), help="model channels (default: %(default)s)")
     p.add_argument("--model-option", dest="model_options", type=_option, action="append",
                    help="extra model setting KEY=VALUE (JSON value), e.g. width=16; repeatable")
-    _degradation(p, T.degradation, " (default: seed, the article's 3x3 Gaussian; the default model's is "
-                 f"{DEFAULT_DEGRADATION})")
+    _degradation(p, T.degradation, f" (default: with --init, the one its checkpoint records; else "
+                 f"{ARTICLE_RECIPE['degradation']}, the article's 3x3 Gaussian; the default model's is {DEFAULT_DEGRADATION})")
     p.add_argument("--epochs", type=int, default=T.epochs, help="total epochs (default: %(default)s)")
     p.add_argument("--steps", type=int, default=T.steps, help="train by steps instead of epochs: total optimiser "
                    "steps on endless random crops (default: by epochs)")
@@ -84,19 +84,27 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mixup", type=float, default=T.mixup, help="with --steps/--minutes: share of crops cut from a "
                    "blend of two same-sized images (blur is linear; default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=T.batch_size, help="global batch size (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=T.lr, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--loss", default=T.loss, choices=sorted(LOSS_NAMES), help="loss (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=T.lr, help="Adam learning rate (default: with --init, a third of "
+                   f"its checkpoint's; else {ARTICLE_RECIPE['lr']})")
+    p.add_argument("--loss", default=T.loss, choices=sorted(LOSS_NAMES), help="loss (default: with --init, its "
+                   f"checkpoint's; else {ARTICLE_RECIPE['loss']})")
     p.add_argument("--schedule", default=T.schedule, choices=sorted(SCHEDULE_NAMES),
                    help="learning rate: constant, or warm-up then cosine decay over the epochs (default: %(default)s)")
     p.add_argument("--flips", action="store_true", help="random flips/rotations of each training crop")
-    p.add_argument("--patch-size", type=int, default=T.patch_size, help="random crop size (default: %(default)s)")
+    p.add_argument("--patch-size", type=int, default=T.patch_size, help="random crop size (default: with --init, "
+                   f"its checkpoint's; else {ARTICLE_RECIPE['patch_size']})")
     p.add_argument("--patches-per-image", type=int, default=T.patches_per_image,
                    help="random crops per image per epoch (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=T.val_fraction,
                    help="validation share of a folder (default: %(default)s)")
     p.add_argument("--val-data", help="separate folder/bucket of validation images")
+    p.add_argument("--val-crops", type=int, default=T.val_crops, help="validation crops per image: the centre, "
+                   "then seeded places, each with its own degradation draw (default: %(default)s)")
     p.add_argument("--workers", type=int, default=T.workers, help="data-parallel training workers (default: %(default)s)")
-    p.add_argument("--gpu", action="store_true", help="one GPU per worker, nccl, bf16 autocast")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker, nccl")
+    p.add_argument("--precision", default=T.precision, choices=TRAIN_PRECISIONS, help="autocast of the forward "
+                   "pass, fp32 master weights; auto: bf16 on GPUs and CPUs that compute it natively (AMX, "
+                   "AVX512-BF16), else fp32 (default: %(default)s)")
     p.add_argument("--worker-resources", type=_json_dict, help='extra Ray resources per training worker, as JSON, '
                    'e.g. \'{"accelerator_type:A10G": 0.001}\'')
     p.add_argument("--no-cache", dest="cache", action="store_false",

@@ -29,6 +29,7 @@ MODEL_NAMES = ("seed", "unet")
 LOSS_NAMES = ("bce", "charbonnier", "l1", "mse", "psnr")
 SCHEDULE_NAMES = ("constant", "cosine")
 PRECISION_NAMES = ("bf16", "fp16", "fp32")
+TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware has it (restore.bf16_hardware)
 BLUR_NAMES = ("anisotropic", "blind", "defocus", "gaussian", "motion", "none", "seed", "shake", "warp", "real")
 DEFAULT_DEGRADATION = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"  # the blind model's family
 
@@ -87,6 +88,10 @@ def check_degradation(spec: str) -> None:
 class TrainConfig(_Config):
     """``deblur train``: data-parallel training with Ray Train. Defaults are the article's recipe.
 
+    ``degradation``, ``loss``, ``lr`` and ``patch_size`` left as None come from the recipe: the article's
+    (:data:`ARTICLE_RECIPE`), or with ``init`` the one its checkpoint records, at a third of its learning
+    rate (:meth:`with_recipe`).
+
     It runs by ``epochs`` (the article: every image once per epoch, a checkpoint every ``checkpoint_every``
     epochs), or by ``steps`` or ``minutes`` when either is set (endless random crops made by
     ``loader_workers`` processes per training worker; validation and a checkpoint every ``val_every``
@@ -100,14 +105,14 @@ class TrainConfig(_Config):
     model: str = "seed"
     channels: int = 1
     model_options: dict[str, Any] | None = None
-    degradation: str = "seed"
+    degradation: str | None = None  # None: the recipe's (ARTICLE_RECIPE, or what ``init`` records)
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 1e-3
-    loss: str = "mse"
+    lr: float | None = None
+    loss: str | None = None
     schedule: str = "constant"
     flips: bool = False
-    patch_size: int = 64
+    patch_size: int | None = None
     patches_per_image: int = 1
     val_fraction: float = 0.1
     val_data: str | None = None
@@ -126,6 +131,8 @@ class TrainConfig(_Config):
     clip: float = 0.0
     degrade_on: str = "loader"
     mixup: float = 0.0
+    precision: str = "auto"
+    val_crops: int = 1
 
     @property
     def by_steps(self) -> bool:
@@ -146,18 +153,49 @@ class TrainConfig(_Config):
         if not self.init:
             models.check(self.model, {"channels": self.channels, **(self.model_options or {})})
         _one_of(self.degrade_on, DEGRADE_ON, "degrade-on")
+        _one_of(self.precision, TRAIN_PRECISIONS, "precision")
         _require(self.steps >= 0 and self.minutes >= 0, "steps and minutes must be >= 0")
         _require(self.val_every >= 1 and self.loader_workers >= 0, "val-every must be >= 1, loader-workers >= 0")
         _require(self.clip >= 0, f"clip must be >= 0, got {self.clip}")
         _require(0 <= self.mixup <= 1, f"mixup must be in [0, 1], got {self.mixup}")
-        check_degradation(self.degradation)
-        training.LOSSES[self.loss]
+        if self.degradation is not None:
+            check_degradation(self.degradation)
+        if self.loss is not None:
+            training.LOSSES[self.loss]
         training.SCHEDULES[self.schedule]
         for name in ("epochs", "batch_size", "patch_size", "patches_per_image", "workers", "keep_checkpoints",
-                     "checkpoint_every"):
-            _require(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        _require(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
+                     "checkpoint_every", "val_crops"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, f"{name.replace('_', '-')} must be >= 1, got {value}")
+        _require(self.lr is None or self.lr > 0, f"learning rate must be > 0, got {self.lr}")
         _require(0 <= self.val_fraction < 1, f"val-fraction must be in [0, 1), got {self.val_fraction}")
+
+
+    def with_recipe(self, recorded: dict[str, Any] | None = None) -> tuple[TrainConfig, str]:
+        """(this config with every recipe setting filled, a line naming each and where it came from).
+
+        ``recorded``: the ``init`` checkpoint's config.json; its training record (``train``; older
+        checkpoints say ``blur``, ``patch``) gives the degradation, loss and patch size, and a third of its
+        learning rate. Settings given explicitly always win."""
+        train = (recorded or {}).get("train") or {}
+        inherited = {
+            "degradation": train.get("degradation") or train.get("blur") or (recorded or {}).get("degradation")
+            or (recorded or {}).get("blur"),
+            "loss": train.get("loss"), "patch_size": train.get("patch_size") or train.get("patch"),
+            "lr": train["lr"] / 3 if train.get("lr") else None}
+        values, said = {}, []
+        for name, article in ARTICLE_RECIPE.items():
+            given = getattr(self, name)
+            value, where = ((given, "given") if given is not None else
+                            (inherited[name], "from --init" if name != "lr" else "a third of --init's")
+                            if inherited[name] is not None else (article, "the article's"))
+            values[name] = value
+            said.append(f"{name.replace('_', '-')} {value:g} ({where})" if isinstance(value, float) else
+                        f"{name.replace('_', '-')} {value} ({where})")
+        return dataclasses.replace(self, **values), "recipe: " + ", ".join(said)
+
+
+ARTICLE_RECIPE = {"degradation": "seed", "loss": "mse", "lr": 1e-3, "patch_size": 64}  # TrainConfig's without init
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,28 @@ def self_ensemble(fn: Fn) -> Fn:
     return ensembled
 
 
+def bf16_hardware(device: torch.device) -> bool:
+    """True when ``device`` computes bfloat16 natively: a GPU that supports it, or a CPU with AMX or
+    AVX512-BF16 (elsewhere bf16 is emulated, and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision``, with "auto" made concrete: bf16 where :func:`bf16_hardware`, else fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if bf16_hardware(device) else "fp32"
+
+
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     dtype = PRECISIONS[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

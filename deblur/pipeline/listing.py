@@ -227,7 +227,8 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
             source = digest + ".png"
             key = "" if fmt == "parquet" else output_keys([source], fmt)[0] or ""
         rows.append({"path": source, "output": posixpath.join(output, key) if key else "", "version": digest,
-                     "skip": not error and known.skip(source, digest), "error": error, "bytes": blob})
+                     "skip": not error and known.skip(source, digest), "error": error,
+                     "bytes": None if error else blob})
     return rows
 
 

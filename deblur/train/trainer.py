@@ -42,6 +42,7 @@ from deblur.core.storage import absolute, check_input, check_output, filesystem,
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
+from deblur.core.restore import resolve_precision
 from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
                                   training_batches, validate)
 from deblur.runtime import ensure_ray, require_gpus
@@ -60,8 +61,9 @@ def fit(cfg: TrainConfig) -> str:
     under ``cfg.output``."""
     cfg = absolute_paths(cfg)  # workers run in another folder, maybe on another machine
     check_input(*cfg.sources())  # bad input fails before Ray starts
-    if cfg.init:
-        checkpoint.load(checkpoint.resolve(cfg.init))  # fail now, in the driver, on an unreadable checkpoint
+    recorded = checkpoint.load(checkpoint.resolve(cfg.init))[1] if cfg.init else None  # unreadable: fails now
+    cfg, recipe = cfg.with_recipe(recorded)
+    print(recipe, flush=True)
     check_output(cfg.output)  # last: it writes (a probe)
     ensure_ray()
     if cfg.gpu:
@@ -130,10 +132,13 @@ def train_loop(config: dict) -> None:
     net = net.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
     opt = optimizer(net, cfg.lr)
     start = resume(net, opt, "step" if cfg.by_steps else "epoch", cfg.output)
-    run = Run(cfg, ray.train.torch.prepare_model(net), net, name, opt, device, rank, started)
+    bf16 = resolve_precision(cfg.precision, device) == "bf16"
+    if rank == 0:
+        say(f"{device.type}: {'bf16 autocast' if bf16 else 'fp32'} (--precision {cfg.precision})")
+    run = Run(cfg, ray.train.torch.prepare_model(net), net, name, opt, device, rank, started, bf16)
     channels = net.settings.channels
     val = validation_pairs(ray.train.get_dataset_shard("val"), parse_degradation(cfg.degradation), cfg.patch_size,
-                           channels, cfg.seed)
+                           channels, cfg.seed, cfg.val_crops)
     train = ShardImages(ray.train.get_dataset_shard("train"), cfg.cache or cfg.by_steps, cfg.patches_per_image)
     per_worker = max(1, cfg.batch_size // world)
     if rank == 0 and (cfg.cache or cfg.by_steps):
@@ -150,7 +155,7 @@ def train_loop(config: dict) -> None:
         set_learning_rate(opt, learning_rate(cfg.lr, epoch / cfg.epochs, cfg.schedule))
         batches = training_batches(train.epoch(rng), per_worker, degradation, cfg.patch_size, channels, rng,
                                    cfg.flips)
-        loss = train_epoch(run.model, opt, batches, cfg.loss, device, cfg.gpu)
+        loss = train_epoch(run.model, opt, batches, cfg.loss, device, run.bf16)
         results = run.validate(loss, val, epoch=epoch + 1, epoch_s=time.perf_counter() - t0)
         run.say(f"epoch {epoch + 1}/{cfg.epochs}", results, f"{results['epoch_s']:.1f}s")
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
@@ -178,13 +183,13 @@ class Run:
     """One worker's training run: validation, the printed line, and reports with checkpoints."""
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, net: nn.Module, name: str, opt: torch.optim.Optimizer,
-                 device: torch.device, rank: int, started: float) -> None:
+                 device: torch.device, rank: int, started: float, bf16: bool) -> None:
         self.cfg, self.model, self.net, self.name, self.opt = cfg, model, net, name, opt
-        self.device, self.rank, self.started = device, rank, started
+        self.device, self.rank, self.started, self.bf16 = device, rank, started, bf16
 
     def validate(self, loss: float, val: list, **extra: float) -> dict[str, float]:
         """Training loss and validation metrics, averaged over all workers, plus ``extra``."""
-        results = {"train_loss": loss, **validate(self.model, val, self.device, self.cfg.gpu)}
+        results = {"train_loss": loss, **validate(self.model, val, self.device, self.bf16)}
         return {**{k: float(v) for k, v in all_mean(results, self.device).items()}, **extra}
 
     def say(self, where: str, results: dict[str, float], extra: str) -> None:
@@ -218,7 +223,7 @@ def train_by_steps(run: Run, stream: CropStream, val: list, start: int) -> None:
         else:
             x, y = (t.to(device, non_blocking=True) for t in batch)
         x, y = x.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
-        losses.append(train_step(run.model, run.opt, x, y, cfg.loss, device, cfg.gpu, cfg.clip))
+        losses.append(train_step(run.model, run.opt, x, y, cfg.loss, device, run.bf16, cfg.clip))
         if step == start and run.rank == 0:
             say(f"first step {time.perf_counter() - run.started:.1f}s after the worker started")
         last = step + 1 == cfg.steps
@@ -287,18 +292,21 @@ class ShardImages:
 
 
 def validation_pairs(shard: ray.data.DataIterator, degradation: Degradation, patch: int, channels: int,
-                     seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fixed (degraded, sharp) central crops of this worker's validation images, HWC float32 [0, 1].
+                     seed: int, crops: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed (degraded, sharp) crops of this worker's validation images, HWC float32 [0, 1]: the centre
+    crop, then ``crops - 1`` more at seeded places, each with its own draw of the degradation.
 
-    Each image's degradation is seeded by its path, so validation is identical every epoch and every run.
+    Each crop's place and degradation are seeded by its image's path and its number, so validation is
+    identical every time and every run; more crops make a steadier signal (a blind family's draws vary).
     """
     pairs = []
     for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
         for path, img in zip(batch["path"], batch["image"]):
             img = to_channels(to_float(img), channels)
-            rng = np.random.default_rng([seed, zlib.crc32(str(path).encode())])
-            sharp, blurred = degrade_crop(img, degradation, min(patch, *img.shape[:2]), rng, center=True)
-            pairs.append((blurred, sharp))
+            for k in range(crops):
+                rng = np.random.default_rng([seed, zlib.crc32(str(path).encode())] + ([k] if k else []))
+                sharp, blurred = degrade_crop(img, degradation, min(patch, *img.shape[:2]), rng, center=k == 0)
+                pairs.append((blurred, sharp))
     return pairs
 
 

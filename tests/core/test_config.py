@@ -72,3 +72,20 @@ def test_every_registry_holds_what_config_declares():
                             (training.SCHEDULES, config.SCHEDULE_NAMES), (restore.PRECISIONS, config.PRECISION_NAMES),
                             (degrade.BLURS, config.BLUR_NAMES)):
         assert registry.names() == sorted(names)
+
+
+def test_init_inherits_the_recipe_its_checkpoint_records_and_each_setting_can_be_overridden():
+    """Issue 21: `deblur train --init deblur/assets/default` with no recipe flags trained on the article's blur
+    with MSE at lr 1e-3 and took the shipped model from 33.66 to 31.15 dB in 20 steps."""
+    from deblur.core import checkpoint
+    from deblur.core.config import ARTICLE_RECIPE
+
+    shipped = checkpoint.read_config(checkpoint.BUNDLED)
+    cfg, line = TrainConfig(data="d", output="o", init=checkpoint.BUNDLED).with_recipe(shipped)
+    assert cfg.degradation == shipped["train"]["blur"] and cfg.loss == "psnr" and cfg.patch_size == 128
+    assert cfg.lr == pytest.approx(shipped["train"]["lr"] / 3) and "a third of --init's" in line
+    assert "(from --init)" in line and line.startswith("recipe: degradation blind")
+    given, line = TrainConfig(data="d", output="o", init="x", loss="l1", lr=2e-4).with_recipe(shipped)
+    assert (given.loss, given.lr, given.patch_size) == ("l1", 2e-4, 128) and "loss l1 (given)" in line
+    article, _ = TrainConfig(data="d", output="o").with_recipe()
+    assert {k: getattr(article, k) for k in ARTICLE_RECIPE} == ARTICLE_RECIPE

@@ -110,7 +110,9 @@ def test_resume_skips_a_truncated_latest_checkpoint(ray_cluster, photo_folder, t
     weights = output / "epoch_0002" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a crash while it was being written
     fit(TrainConfig(**{**cfg.to_dict(), "epochs": 3}))
-    assert "skipping checkpoint" in capfd.readouterr().out
+    out = capfd.readouterr().out
+    assert "skipping checkpoint" in out
+    assert "recipe: degradation gaussian:sigma=1.0 (given), loss mse (the article's)" in out  # the first line
     assert sorted(_epochs(output)) == [1, 2, 3]
     for epoch in (2, 3):  # epoch 2 was trained again from epoch 1
         checkpoint.load(str(output / f"epoch_{epoch:04d}"))
