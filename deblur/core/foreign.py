@@ -5,7 +5,8 @@ DRUNet, DnCNN and more. spandrel is imported here only, and only when such a fil
 Nothing in a file is run: ``.safetensors`` holds tensors only, and pickles are read by torch's weights-only
 unpickler, which refuses any global beyond tensors and plain containers (a refused file names the global).
 TorchScript archives and whole-model pickles are refused with how to convert them. Only spandrel's core
-architectures are known (its ``spandrel_extra_arches``, under non-commercial licences, are not registered).
+architectures are known unless the user installs ``spandrel_extra_arches`` (non-commercial licences) and
+sets ``DEBLUR_EXTRA_ARCHES=1``; the licence is named when it is used.
 
 :class:`ForeignModel` wraps the network so that it behaves like ours: NCHW float32 [0, 1] in and out, any
 size (padded to the architecture's size needs, reflect then replicate as spandrel does, and cropped back),
@@ -18,6 +19,7 @@ import dataclasses
 import hashlib
 import io
 import logging
+import os
 import pickle
 from typing import Any, Callable
 
@@ -41,11 +43,28 @@ def is_foreign(uri: str | None) -> bool:
     return bool(uri) and uri.lower().endswith(SUFFIXES)
 
 
+EXTRA = "DEBLUR_EXTRA_ARCHES"  # set to 1 to register spandrel_extra_arches (non-commercial licences)
+EXTRA_NOTE = ("spandrel_extra_arches (Restormer, MPRNet, MIRNet2, SRFormer, CodeFormer, ...) is under "
+              "non-commercial licences: check its terms before any commercial use")
+_extra_installed = False
+
+
 def _spandrel():
+    """spandrel, with its extra architectures registered when the user asked for them (:data:`EXTRA`)."""
+    global _extra_installed
     try:
         import spandrel
     except ImportError:
         raise ValueError("weights files of other architectures need spandrel: pip install 'deblur[models]'") from None
+    if os.environ.get(EXTRA) == "1" and not _extra_installed:
+        try:
+            import spandrel_extra_arches
+        except ImportError:
+            raise ValueError(f"{EXTRA}=1, but spandrel_extra_arches is not installed: pip install "
+                             f"spandrel-extra-arches ({EXTRA_NOTE})") from None
+        spandrel_extra_arches.install(ignore_duplicates=True)
+        _extra_installed = True
+        log.warning("%s=1: %s", EXTRA, EXTRA_NOTE)
     return spandrel
 
 
@@ -126,7 +145,9 @@ def build(state_dict: dict[str, torch.Tensor], source: str) -> ForeignModel:
     try:
         descriptor = MAIN_REGISTRY.load(state_dict)
     except UnsupportedModelError:
-        raise ValueError(f"{source}: no architecture spandrel knows matches these weights") from None
+        hint = "" if _extra_installed else (f"; if it is Restormer, MPRNet or another of spandrel_extra_arches, "
+                                            f"install that and set {EXTRA}=1 ({EXTRA_NOTE})")
+        raise ValueError(f"{source}: no architecture spandrel knows matches these weights{hint}") from None
     except Exception as e:  # an architecture matched but the weights do not fit it
         raise ValueError(f"{source}: not loadable by spandrel ({type(e).__name__}: {e})") from None
     if not isinstance(descriptor, ImageModelDescriptor):

@@ -171,3 +171,16 @@ def test_eval_and_batch_restorer_take_a_foreign_checkpoint(tmp_path, photo_folde
     out = deblur.BatchRestorer(uri, output_column="restored", device="cpu")({"image": images})["restored"]
     expected = np.rint(spandrel_output(state, images[1].astype(np.float32) / 255) * 255)
     assert out.shape == images.shape and np.abs(out[1].astype(int) - expected).max() <= 1
+
+
+def test_extra_architectures_only_when_installed_and_asked_for_with_their_licence_named(tmp_path, monkeypatch):
+    path = save({"unknown.weight": torch.zeros(3, 3)}, tmp_path / "x", "pth")
+    with pytest.raises(ValueError, match="no architecture spandrel knows.*non-commercial"):
+        deblur.load(path, device="cpu")
+    try:
+        import spandrel_extra_arches  # noqa: F401
+    except ImportError:
+        monkeypatch.setenv(foreign.EXTRA, "1")
+        monkeypatch.setattr(foreign, "_extra_installed", False)
+        with pytest.raises(ValueError, match="pip install spandrel-extra-arches.*non-commercial"):
+            deblur.load(path, device="cpu")
