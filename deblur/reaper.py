@@ -21,24 +21,31 @@ GRACE_S = 5.0  # Ray's own teardown first
 POLL_S = 0.2  # often enough to see Ray's processes as they start
 
 
-def start(driver_pid: int) -> None:
-    """Start the watcher for ``driver_pid`` (the calling process) in its own session; returns at once.
+def start(driver_pid: int, ready_timeout: float = 30.0) -> None:
+    """Start the watcher for ``driver_pid`` (the calling process) in its own session; returns once it has
+    taken its first look at the driver's processes (at most ``ready_timeout`` seconds), so a driver killed
+    right after this call is still cleaned up.
 
     The driver keeps the write end of a pipe open (non-inheritable, so Ray's processes do not hold it);
     the watcher sees end-of-file when the driver exits, however it exits.
     """
     read_end, write_end = os.pipe()
+    ready_read, ready_write = os.pipe()
     subprocess.Popen([sys.executable, "-m", "deblur.reaper", str(driver_pid)], stdin=read_end,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                     stdout=ready_write, stderr=subprocess.DEVNULL, start_new_session=True)
     os.close(read_end)
+    os.close(ready_write)
+    select.select([ready_read], [], [], ready_timeout)
+    os.close(ready_read)
     _keep.append(write_end)
 
 
 _keep: list[int] = []  # the driver's write end lives as long as the driver
 
 
-def watch(driver_pid: int, pipe_fd: int = 0) -> list[int]:
-    """Remember ``driver_pid``'s descendants until ``pipe_fd`` closes; then kill the survivors.
+def watch(driver_pid: int, pipe_fd: int = 0, ready_fd: int = 1) -> list[int]:
+    """Remember ``driver_pid``'s descendants until ``pipe_fd`` closes (after one look, said on ``ready_fd``);
+    then kill the survivors.
 
     Returns the pids killed.
     """
@@ -47,13 +54,21 @@ def watch(driver_pid: int, pipe_fd: int = 0) -> list[int]:
     except psutil.NoSuchProcess:
         return []
     seen: dict[int, psutil.Process] = {}
-    while not _closed(pipe_fd, POLL_S):
+    first = True
+    while first or not _closed(pipe_fd, POLL_S):
         try:
             for p in driver.children(recursive=True):
                 if p.pid != os.getpid():  # the watcher is the driver's child too
                     seen.setdefault(p.pid, p)
         except psutil.NoSuchProcess:
             break
+        if first:  # tell start() it is watching
+            first = False
+            try:
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
+            except OSError:
+                pass
     alive = _with_children([p for p in seen.values() if p.is_running()])
     _, alive = psutil.wait_procs(alive, timeout=GRACE_S)
     alive = _with_children(alive)  # what the survivors started meanwhile (agents of a raylet starting up)

@@ -19,8 +19,9 @@ from tests.conftest import textured
 
 
 def nodes_of(class_fragment: str) -> set[str]:
-    return {a.node_id for a in list_actors(filters=[("state", "!=", "PENDING_CREATION")], limit=10_000, detail=True)
-            if class_fragment in a.class_name}
+    address = ray.get_runtime_context().gcs_address  # this cluster's, whatever else runs on the machine
+    return {a.node_id for a in list_actors(address=address, filters=[("state", "!=", "PENDING_CREATION")],
+                                           limit=10_000, detail=True) if class_fragment in a.class_name}
 
 
 def main(bucket: str) -> None:

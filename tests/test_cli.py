@@ -43,9 +43,11 @@ def test_missing_input_and_unreadable_checkpoint_are_one_line_errors(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("deblur: error: input not found")
     assert "Traceback" not in result.stderr
     (ck / "model.safetensors").write_bytes(b"broken")
-    result = deblur("run", "--model", str(ck), "--input", str(tmp_path), "--output", str(tmp_path / "o"))
+    (tmp_path / "in").mkdir()
+    result = deblur("run", "--model", str(ck), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"))
     assert result.returncode == 2 and "not a readable deblur checkpoint" in result.stderr
-    result = deblur("run", "--model", str(tmp_path / "none"), "--input", str(tmp_path), "--output", str(tmp_path / "o"))
+    result = deblur("run", "--model", str(tmp_path / "none"), "--input", str(tmp_path / "in"), "--output",
+                    str(tmp_path / "o"))
     assert result.returncode == 2 and "no checkpoint" in result.stderr
     assert not (tmp_path / "o").exists()  # a refused run leaves nothing behind
 

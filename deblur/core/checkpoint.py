@@ -56,12 +56,12 @@ def load(uri: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[
         return model.to(device).eval(), config
     try:
         config = read_config(uri)
-        weights = safetensors.torch.load(read_bytes(posixpath.join(uri, WEIGHTS)))
+        data = read_bytes(posixpath.join(uri, WEIGHTS))
         if config["model"] == foreign.NAME:  # fine-tuned from one: spandrel rebuilds it from its weights
-            model = foreign.rebuild(weights, config.get("settings", {}), uri)
+            model = foreign.rebuild(safetensors.torch.load(data), config.get("settings", {}), uri)
         else:
             model = models.build(config["model"], **config.get("settings", {}))
-            model.load_state_dict(weights)
+            model.load_state_dict(safetensors.torch.load(data))
     except (OSError, KeyError, TypeError, ValueError, RuntimeError, safetensors.SafetensorError) as e:
         raise ValueError(f"not a readable deblur checkpoint: {uri} ({type(e).__name__}: {e})") from None
     return model.to(device).eval(), config

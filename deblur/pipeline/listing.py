@@ -160,7 +160,7 @@ def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
     files = [root] if fs.isfile(root) else sorted(
         p for p in fs.find(root) if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_")))
     base = unstrip(fs, posixpath.dirname(root) if fs.isfile(root) else root)
-    groups, names = [], []
+    groups, names, named_rows = [], [], []
     for p in files:
         with fs.open(p, "rb") as f:
             pf = pq.ParquetFile(f)
@@ -171,9 +171,10 @@ def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
                 n = pf.metadata.row_group(g).num_rows
                 groups.append({"file": unstrip(fs, p), "group": g, "first": len(names), "rows": n, "named": named})
                 names.extend(pf.read_row_group(g, columns=["path"])["path"].to_pylist() if named else [None] * n)
+                named_rows.extend([named] * n)
     if not groups:
         raise FileNotFoundError(f"no Parquet files under {source}")
-    sources, keys, errors = name_rows(names, f"{base}#row=", fmt, output, known)
+    sources, keys, errors = name_rows(names, named_rows, f"{base}#row=", fmt, output, known)
     items = [{**g, **{k: v[g["first"]: g["first"] + g["rows"]] for k, v in
                       (("sources", sources), ("keys", keys), ("errors", errors))}} for g in groups]
     roots = tuple(r.rstrip("/") + "/" for r in (base, *read_roots))
@@ -181,21 +182,21 @@ def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
     return ray.data.from_items(items).flat_map(_row_group, fn_kwargs=kwargs)
 
 
-def name_rows(names: list[str | None], anonymous: str, fmt: str, output: str,
+def name_rows(names: list[str | None], named: list[bool], anonymous: str, fmt: str, output: str,
               known: Known) -> tuple[list[str], list[str], list[str]]:
-    """(source, output key, error) of each Parquet row named ``names`` (None: the dataset has no ``path``
-    column, the key comes later from the content hash). ``anonymous + N`` is the source of row N when its
-    own name cannot be."""
+    """(source, output key, error) of each Parquet row, named ``names`` where ``named`` (its file has a
+    ``path`` column; otherwise the key comes later, from the content hash). ``anonymous + N`` is the source
+    of row N when its own name cannot be: null, empty, or repeated."""
     seen: set[str] = set()
     sources, errors = [], []
-    for i, n in enumerate(names):
-        error = "" if n is None else "no path (null or empty)" if not isinstance(n, str) or not n.strip() else \
+    for i, (n, has) in enumerate(zip(names, named)):
+        error = "" if not has else "no path (null or empty)" if not isinstance(n, str) or not n.strip() else \
             "the same path as an earlier row: not processed twice" if n in seen else ""
-        if isinstance(n, str):
+        if has and isinstance(n, str):
             seen.add(n)
-        sources.append(n if n and not error else f"{anonymous}{i}")
+        sources.append(n if has and not error else f"{anonymous}{i}")
         errors.append(error)
-    good = [i for i, n in enumerate(names) if n is not None and not errors[i]]
+    good = [i for i in range(len(names)) if named[i] and not errors[i]]
     keys = [""] * len(names)
     if fmt != "parquet" and good:
         found = output_keys([names[i].split("://", 1)[-1] for i in good], fmt, known.taken(output),
@@ -223,7 +224,7 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
         if not error and blob is None:
             blob, error = _read_named(name, roots)
         digest = "sha256-" + hashlib.sha256(blob or b"").hexdigest()[:32]
-        if name is None:  # no path column: the content names the image
+        if not item["named"]:  # no path column: the content names the image
             source = digest + ".png"
             key = "" if fmt == "parquet" else output_keys([source], fmt)[0] or ""
         rows.append({"path": source, "output": posixpath.join(output, key) if key else "", "version": digest,

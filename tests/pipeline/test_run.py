@@ -221,14 +221,19 @@ def test_reruns_redo_changed_inputs_and_lost_outputs(ray_cluster, tmp_path, seed
     assert (trusting.done, trusting.skipped) == (0, 4)
 
 
-def _own_map_workers(ray_cluster) -> list[int]:
-    """Pids of this test's own Ray Data actors (``MapWorker``): alive, and of this driver's job; never another
-    test's or a user's process on the same machine."""
-    from ray.util.state import list_actors
+def _own_map_workers() -> list[int]:
+    """Pids of this test session's Ray Data actors (``ray::MapWorker...``): descendants of this process, whose
+    local cluster they belong to; never another test's or a user's process on the same machine."""
+    import psutil
 
-    job = ray_cluster.get_runtime_context().get_job_id()
-    return [a.pid for a in list_actors(filters=[("state", "=", "ALIVE"), ("job_id", "=", job)], limit=1000)
-            if a.class_name.startswith("MapWorker") and a.pid]
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.cmdline() and p.cmdline()[0].startswith("ray::MapWorker"):
+                found.append(p.pid)
+        except psutil.Error:
+            continue
+    return found
 
 
 def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_cluster, tmp_path, seed_checkpoint):
@@ -245,7 +250,7 @@ def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_clu
     deadline, killed = time.time() + 120, None
     while time.time() < deadline and killed is None and runner.is_alive():
         if len(list(out.glob("deblur-part-*.parquet"))) >= 3:
-            actors = _own_map_workers(ray_cluster)
+            actors = _own_map_workers()
             if actors:
                 killed = actors[0]
                 os.kill(killed, signal.SIGKILL)
