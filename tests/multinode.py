@@ -15,7 +15,7 @@ from deblur.core.config import PipelineConfig, TrainConfig
 from deblur.core.image import encode
 from deblur.pipeline.run import run
 from deblur.train.trainer import fit
-from tests.conftest import textured
+from tests.conftest import _free_port, textured
 
 
 def nodes_of(class_fragment: str) -> set[str]:
@@ -28,7 +28,8 @@ def main(bucket: str) -> None:
     fs = fsspec.filesystem("s3")
     for i in range(8):
         fs.pipe(f"{bucket[5:]}/mn/sharp/s{i}.png", encode(textured(40, 40, 3, seed=i), "png"))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True,
+                                                            "dashboard_port": _free_port()})  # 8265 may be taken
     workers = [cluster.add_node(num_cpus=2, resources={"accel": 1}) for _ in range(2)]
     ray.init(address=cluster.address)
     cluster.wait_for_nodes()
