@@ -207,18 +207,23 @@ def sweep_temporaries(fs: fsspec.AbstractFileSystem, paths: list[str]) -> int:
     return len(stale)
 
 
+def resolved(uri: str) -> str:
+    """``uri`` as a full URL with ``..`` folded away and, on local disks, links resolved."""
+    fs, path = filesystem(uri)
+    return unstrip(fs, os.path.realpath(path) if is_local(fs) else posixpath.normpath(path))
+
+
+def within(uri: str, root: str) -> bool:
+    """True when ``uri`` is ``root`` or lies under it, both :func:`resolved` (on the same filesystem)."""
+    return (resolved(uri).rstrip("/") + "/").startswith(resolved(root).rstrip("/") + "/")
+
+
 def overlap(input_uri: str, output_uri: str) -> str:
     """How ``input_uri`` and ``output_uri`` overlap ("the same folder", "the input is inside the output",
-    "the output is inside the input"), or "" when they do not. Both are compared as absolute URLs, links resolved on local disks."""
-    fs_in, p_in = filesystem(input_uri)
-    fs_out, p_out = filesystem(output_uri)
-    if _protocols(fs_in)[0] != _protocols(fs_out)[0]:
-        return ""
-    if is_local(fs_in):
-        p_in, p_out = os.path.realpath(p_in), os.path.realpath(p_out)
-    a, b = p_in.rstrip("/") + "/", p_out.rstrip("/") + "/"
-    if a == b:
+    "the output is inside the input"), or "" when they do not (:func:`within`, both ways)."""
+    inside, around = within(input_uri, output_uri), within(output_uri, input_uri)
+    if inside and around:
         return "the same folder"
-    if a.startswith(b):
+    if inside:
         return "the input is inside the output"
-    return "the output is inside the input" if b.startswith(a) else ""
+    return "the output is inside the input" if around else ""

@@ -9,13 +9,15 @@ not images, symbolic links that lead nowhere, out of the input or to a folder, s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 
+import pyarrow.parquet as pq
 import ray.data
 
 from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_local, is_process_local, read_bytes, relative_path,
-                                 safe_key, unstrip)
+                                 resolved, safe_key, unstrip, within)
 from deblur.pipeline.naming import output_keys
 from deblur.pipeline.rows import InputRow
 from deblur.pipeline.sinks import Known
@@ -102,12 +104,6 @@ def _local_entry(path: str) -> tuple[str, str]:
     return f"{st.st_size}:{st.st_mtime}", ""
 
 
-def _outside(root: str, url: str) -> bool:
-    """True when local ``url`` resolves (links followed) outside ``root``."""
-    real_root = os.path.realpath(filesystem(root)[1])
-    return os.path.commonpath([real_root, os.path.realpath(filesystem(url)[1])]) != real_root
-
-
 def describe(root: str, output: str, files: dict[str, tuple[str, str]], fmt: str, known: Known,
              reserved: list[str] = ()) -> list[InputRow]:
     """Rows for the entries (URL -> (version, error)) found under ``root``: where each one's result goes,
@@ -132,8 +128,8 @@ def describe(root: str, output: str, files: dict[str, tuple[str, str]], fmt: str
 def _error(root: str, url: str) -> str:
     if not url.lower().endswith(IMAGE_EXTENSIONS):
         return f"unsupported file type {posixpath.splitext(url)[1] or '(none)'!r}"
-    if is_local(filesystem(url)[0]) and os.path.islink(filesystem(url)[1]) and _outside(root, url):
-        return f"a symbolic link to a file outside the input ({os.path.realpath(filesystem(url)[1])}): not followed"
+    if is_local(filesystem(url)[0]) and os.path.islink(filesystem(url)[1]) and not within(url, root):
+        return f"a symbolic link to a file outside the input ({resolved(url)}): not followed"
     return ""
 
 
@@ -152,8 +148,6 @@ def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
     copy after the first) gives a failed row, whose source is ``DATASET#row=N``. Without a ``path`` column,
     an image's content hash names it. A row whose image is null is read from its path only when that lies
     under the dataset's own folder or one of ``read_roots``; otherwise it is a failed row."""
-    import pyarrow.parquet as pq
-
     fs, root = filesystem(source)
     if not fs.exists(root):
         raise FileNotFoundError(f"input not found: {source}")
@@ -177,7 +171,7 @@ def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
     sources, keys, errors = name_rows(names, named_rows, f"{base}#row=", fmt, output, known)
     items = [{**g, **{k: v[g["first"]: g["first"] + g["rows"]] for k, v in
                       (("sources", sources), ("keys", keys), ("errors", errors))}} for g in groups]
-    roots = tuple(r.rstrip("/") + "/" for r in (base, *read_roots))
+    roots = (base, *read_roots)
     kwargs = {"column": column, "output": output, "fmt": fmt, "known": known, "roots": roots}
     return ray.data.from_items(items).flat_map(_row_group, fn_kwargs=kwargs)
 
@@ -209,10 +203,6 @@ def name_rows(names: list[str | None], named: list[bool], anonymous: str, fmt: s
 def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
                roots: tuple[str, ...]) -> list[InputRow]:
     """The rows of one row group: its images (or the files their paths name, where allowed)."""
-    import hashlib
-
-    import pyarrow.parquet as pq
-
     fs, path = filesystem(item["file"])
     with fs.open(path, "rb") as f:
         table = pq.ParquetFile(f).read_row_group(item["group"], columns=[column] + (["path"] if item["named"] else []))
@@ -237,10 +227,8 @@ def _read_named(name: str | None, roots: tuple[str, ...]) -> tuple[bytes | None,
     """(bytes, error) of the file a row's path names, read only when it lies under one of ``roots``."""
     if not name:
         return None, "no image and no path"
-    url = name if "://" in name or name.startswith("/") else roots[0] + name
-    fs, p = filesystem(url)
-    url = unstrip(fs, os.path.realpath(p) if is_local(fs) else posixpath.normpath(p))
-    if not any(url.startswith(r) or (r.startswith("/") and url.startswith(os.path.realpath(r) + "/")) for r in roots):
+    url = resolved(name if "://" in name or name.startswith("/") else posixpath.join(roots[0], name))
+    if not any(within(url, r) for r in roots):
         return None, (f"no image, and its path {name!r} lies outside the dataset's folder and every --read-root: "
                       "not read")
     try:
