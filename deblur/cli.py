@@ -11,7 +11,7 @@ import re
 import sys
 
 from deblur.core.config import (ARTICLE_RECIPE, BLUR_NAMES, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADE_ON, IMAGE_FORMATS,
-                                LOSS_NAMES, MODEL_NAMES, MULTI_FRAME, PIPELINE_FORMATS, PRECISION_NAMES, SCHEDULE_NAMES,
+                                LOSS_NAMES, MODEL_NAMES, MULTI_FRAME, PIPELINE_FORMATS, RESTORE_PRECISIONS, SCHEDULE_NAMES,
                                 STAGES, TRAIN_PRECISIONS, DegradeConfig, EvalConfig, PipelineConfig, RestoreConfig, TrainConfig)
 
 EPILOG = "URIs may be local paths or any fsspec URL (s3://, gs://, file://, memory://)."
@@ -53,8 +53,9 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
                    "(default: %(default)s)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the model over the 8 flips/rotations of each image (8x the compute)")
-    p.add_argument("--precision", default=R.precision, choices=sorted(PRECISION_NAMES),
-                   help="numeric precision of the model (autocast; default: %(default)s)")
+    p.add_argument("--precision", default=R.precision, choices=RESTORE_PRECISIONS,
+                   help="numeric precision of the model (autocast; default: %(default)s, bf16 on CPUs with AMX or "
+                   "AVX512-BF16 and GPUs with bf16, fp32 elsewhere; the summary says which ran)")
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -133,7 +134,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="split: decode and encode in CPU tasks, the model alone in its actors (default with "
                    "--gpu); fused: all in one actor (default on CPU)")
     p.add_argument("--actor-resources", type=_json_dict, help="extra Ray resources per model actor, as JSON")
-    p.add_argument("--batch-size", type=int, default=P.batch_size, help="images per actor call (default: %(default)s)")
+    p.add_argument("--worker-memory", type=float, default=P.worker_memory,
+                   help="GB of memory Ray reserves for each model actor, so that it schedules by memory instead of "
+                   "running out of it: about 0.6 GB plus 3x the decoded size of the largest image (0: none; "
+                   "default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=P.batch_size,
+                   help="images per actor task: results land (and progress moves) a batch at a time; raise it for "
+                   "many small images, which then share model calls (default: %(default)s)")
     _restore_options(p)
     p.add_argument("--overwrite", action="store_true", help="redo inputs the manifest already records as done")
     p.add_argument("--no-verify-outputs", dest="verify_outputs", action="store_false",

@@ -29,6 +29,7 @@ MODEL_NAMES = ("seed", "unet")
 LOSS_NAMES = ("bce", "charbonnier", "l1", "mse", "psnr")
 SCHEDULE_NAMES = ("constant", "cosine")
 PRECISION_NAMES = ("bf16", "fp16", "fp32")
+RESTORE_PRECISIONS = ("auto", *PRECISION_NAMES)  # auto: bf16 where the hardware has it (restore.bf16_hardware)
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware has it (restore.bf16_hardware)
 BLUR_NAMES = ("anisotropic", "blind", "defocus", "gaussian", "motion", "none", "seed", "shake", "warp", "real")
 DEFAULT_DEGRADATION = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"  # the blind model's family
@@ -57,20 +58,19 @@ class _Config:
 @dataclass(frozen=True, kw_only=True)
 class RestoreConfig(_Config):
     """How one image is restored (``deblur.load``, ``deblur run``, ``deblur eval``): tiles of at most
-    ``tile`` pixels with ``tile_pad`` pixels of context, the x8 ``self_ensemble``, autocast ``precision``.
+    ``tile`` pixels with ``tile_pad`` pixels of context, the x8 ``self_ensemble``, autocast ``precision``
+    ("auto": bf16 on CPUs with AMX or AVX512-BF16 and on GPUs with bf16, fp32 elsewhere).
     The configs of the commands that restore images extend it."""
 
     tile: int = 512
     tile_pad: int = 32
     self_ensemble: bool = False
-    precision: str = "fp32"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
-        from deblur.core.restore import PRECISIONS
-
+        _one_of(self.precision, RESTORE_PRECISIONS, "precision")
         _require(self.tile_pad >= 0, f"tile padding must be >= 0, got {self.tile_pad}")
         _require(self.tile > 2 * self.tile_pad, f"tile ({self.tile}) must exceed twice the padding ({self.tile_pad})")
-        PRECISIONS[self.precision]
 
     def restore(self) -> RestoreConfig:
         """Just the restore settings (of a command's config)."""
@@ -215,6 +215,7 @@ class PipelineConfig(RestoreConfig):
     max_megapixels: float = 200.0
     input_column: str | None = None
     actor_resources: dict[str, float] | None = None
+    worker_memory: float = 0.0  # GB of memory Ray reserves per model actor (0: none reserved)
     stages: str = "auto"
     read_roots: tuple[str, ...] | None = None  # None: none (the CLI's default)
     multi_frame: str = "refuse"
@@ -228,6 +229,7 @@ class PipelineConfig(RestoreConfig):
         _one_of(self.stages, STAGES, "stages")
         _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _require(self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}")
+        _require(self.worker_memory >= 0, f"worker-memory must be >= 0 (0: none reserved), got {self.worker_memory}")
         _require(self.max_megapixels >= 0, f"max-megapixels must be >= 0 (0: no limit), got {self.max_megapixels}")
         super().__post_init__()
 

@@ -71,9 +71,20 @@ def ssim(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, y_channel: bool
     return float(np.mean([_ssim_plane(a[..., c], b[..., c]) for c in range(a.shape[2])]))
 
 
-def sharpness(img: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey image on the [0, 1] scale (higher is sharper)."""
+def sharpness(img: np.ndarray, rows: int = 256) -> float:
+    """Variance of the Laplacian of the grey image (mean of the colour channels) on the [0, 1] scale
+    (higher is sharper). Computed in strips of ``rows`` rows, so memory stays a few strips of float64
+    whatever the image's size."""
+    h = img.shape[0]
+    total = squares = 0.0
+    for y0 in range(0, h, rows):
+        a, b = max(0, y0 - 1), min(h, y0 + rows + 1)  # one row of context above and below
+        lap = cv2.Laplacian(_grey(img[a:b]), cv2.CV_64F)[y0 - a : y0 - a + min(rows, h - y0)]
+        total, squares = total + float(lap.sum()), squares + float(np.square(lap).sum())
+    n = h * img.shape[1]
+    return max(squares / n - (total / n) ** 2, 0.0)
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
     f = to_255(img) / 255.0
-    if f.ndim == 3:
-        f = f[..., :3].mean(axis=2)
-    return float(cv2.Laplacian(f, cv2.CV_64F).var())
+    return f[..., :3].mean(axis=2) if f.ndim == 3 else f

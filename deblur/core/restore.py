@@ -1,10 +1,6 @@
-"""Restoring one image with a model: tiles for any size, the x8 self-ensemble, numeric precision, and the
+"""Restoring images with a model: any size and number (:mod:`deblur.core.tiles` cuts and batches the
+windows), the x8 self-ensemble, numeric precision (``auto``: bf16 where the hardware computes it), and the
 public callables :class:`Restorer` (``deblur.load()``) and :class:`BatchRestorer` (for ``map_batches``).
-
-Tiling: the image is cut into windows of at most ``tile`` pixels that overlap by ``2 * pad``; each window's
-outer ``pad`` pixels (except at the image's own border) are dropped and the inner parts abut. When ``pad``
-covers the model's receptive-field radius, the result equals whole-image processing exactly; models with a
-wider reach keep ``pad`` pixels of context on every side of every output pixel.
 """
 
 from __future__ import annotations
@@ -18,59 +14,23 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from deblur.core import checkpoint, flips
+from deblur.core import checkpoint, flips, tiles
 from deblur.core.config import PRECISION_NAMES, RestoreConfig
-from deblur.core.image import from_float, to_float, to_numpy, to_tensor
 from deblur.core.registry import Registry
 
 log = logging.getLogger(__name__)
 Fn = Callable[[torch.Tensor], torch.Tensor]
 PRECISIONS: Registry[torch.dtype | None] = Registry("precision", {
-    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}, PRECISION_NAMES)
+    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}, PRECISION_NAMES)  # "auto": resolve_precision
 
 
-def tiled(fn: Fn, x: torch.Tensor, tile: int, pad: int, batch: int = 4) -> torch.Tensor:
-    """Apply ``fn`` (NCHW -> NCHW, same size) to ``x`` (1 x C x H x W) tile by tile.
-
-    ``tile`` is the largest window side; ``pad`` the context dropped at inner window edges.
-    Windows of equal size are run ``batch`` at a time.
-    """
-    _, _, h, w = x.shape
-    if h <= tile and w <= tile:
-        return fn(x)
-    inner = tile - 2 * pad
-    if inner <= 0:
-        raise ValueError(f"tile ({tile}) must exceed twice the padding ({pad})")
-    out = None
-    windows = [(y, xx) for y in _cuts(h, inner) for xx in _cuts(w, inner)]
-    for i in range(0, len(windows), batch):
-        crops, spans = [], []
-        for (y0, y1), (x0, x1) in windows[i : i + batch]:
-            a0, a1, b0, b1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
-            crops.append(x[..., a0:a1, b0:b1])
-            spans.append((y0, y1, x0, x1, y0 - a0, x0 - b0))
-        for res, (y0, y1, x0, x1, dy, dx) in zip(_run_grouped(fn, crops), spans):
-            if out is None:
-                out = x.new_empty((1, res.shape[1], h, w))
-            out[..., y0:y1, x0:x1] = res[..., dy : dy + y1 - y0, dx : dx + x1 - x0]
-    return out
-
-
-def _cuts(length: int, inner: int) -> list[tuple[int, int]]:
-    """Abutting [start, end) spans of at most ``inner`` covering ``range(length)``."""
-    return [(s, min(s + inner, length)) for s in range(0, length, inner)]
-
-
-def _run_grouped(fn: Fn, crops: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Run same-shaped crops together, others alone; results in input order."""
-    results: dict[int, torch.Tensor] = {}
-    by_shape: dict[tuple, list[int]] = {}
-    for i, c in enumerate(crops):
-        by_shape.setdefault(tuple(c.shape), []).append(i)
-    for idx in by_shape.values():
-        out = fn(torch.cat([crops[i] for i in idx]))
-        results.update((i, out[j : j + 1]) for j, i in enumerate(idx))
-    return [results[i] for i in range(len(crops))]
+def tiled(fn: Fn, x: torch.Tensor, tile: int, pad: int, budget: int = 0) -> torch.Tensor:
+    """``fn`` (NCHW -> NCHW, same size) applied to ``x`` (1 x C x H x W float32 [0, 1]) in windows of at most
+    ``tile`` pixels with ``pad`` of context (:mod:`deblur.core.tiles`); 1 x C x H x W float32 [0, 1]."""
+    src = x[0].permute(1, 2, 0).cpu().numpy()
+    out = np.empty_like(src)
+    tiles.run(fn, [tiles.Plane(src, out, 1.0)], tile, pad, x.device, budget)
+    return torch.from_numpy(out).permute(2, 0, 1)[None].to(x.device)
 
 
 def self_ensemble(fn: Fn) -> Fn:
@@ -112,33 +72,47 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 
 @torch.no_grad()
-def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torch.device, tile: int, pad: int,
-                  ensemble: bool = False, precision: str = "fp32") -> np.ndarray:
-    """De-blur one image (HW/HWC; RGB(A); uint8, uint16, or float in [0, 1]); returns the same shape and
-    dtype (float input gives float32 [0, 1], unrounded).
+def restore_images(model: nn.Module, images: list[np.ndarray], channels: int, device: torch.device, tile: int,
+                   pad: int, ensemble: bool = False, precision: str = "fp32",
+                   budget: int = 0) -> list[np.ndarray]:
+    """De-blur images (each HW/HWC; grey, RGB or RGBA; uint8, uint16, or float in [0, 1]); each result has
+    its image's shape and dtype (float input gives float32 [0, 1], unrounded).
 
-    Alpha is kept aside and restored; colour images go through a 1-channel model plane by plane; large
-    images go through in tiles (:func:`tiled`); ``ensemble`` averages the 8 flips/rotations
-    (:func:`self_ensemble`); ``precision`` (fp32, bf16, fp16) sets the autocast dtype of the model.
+    Alpha is copied as is; colour images go through a one-channel model channel by channel, grey ones
+    through a colour model as grey RGB. Windows of equal shape, from one image's tiles or from several small
+    images, run through the model together up to ``budget`` pixels (0: the device's; see
+    :mod:`deblur.core.tiles`); pixels stay integers until they reach ``device``. ``ensemble`` averages the 8 flips/rotations
+    (:func:`self_ensemble`); ``precision`` (fp32, bf16, fp16) is the model's autocast dtype.
     """
     fn = self_ensemble(model) if ensemble else model
-    x = to_float(img)
-    x = x[..., None] if x.ndim == 2 else x
-    alpha = x[..., 3:] if x.shape[2] == 4 else None
-    rgb = x[..., :3] if alpha is not None else x
-    if channels == 1:
-        planes = [rgb[..., c : c + 1] for c in range(rgb.shape[2])]
-    else:
-        planes = [np.repeat(rgb, channels, axis=2) if rgb.shape[2] == 1 else rgb]
+    outs = [np.empty(img.shape, np.float32 if np.issubdtype(img.dtype, np.floating) else img.dtype)
+            for img in images]
+    planes = [p for img, out in zip(images, outs) for p in _planes(img, out, channels)]
     with _autocast(device, precision):
-        outs = [to_numpy(tiled(fn, to_tensor(p[None], device), tile, pad))[0] for p in planes]
-    out = np.concatenate(outs, axis=2) if channels == 1 else outs[0]
-    if rgb.shape[2] == 1 and channels != 1:
-        out = out.mean(axis=2, keepdims=True)
-    if alpha is not None:
-        out = np.concatenate([out, alpha], axis=2)
-    out = out.reshape(img.shape)
-    return out.astype(np.float32) if np.issubdtype(img.dtype, np.floating) else from_float(out, img.dtype)
+        tiles.run(fn, planes, tile, pad, device, budget)
+    return outs
+
+
+def _planes(img: np.ndarray, out: np.ndarray, channels: int) -> list[tiles.Plane]:
+    """The model inputs of ``img`` (see :func:`restore_images`), each with its place in ``out``; alpha
+    is copied into ``out`` here."""
+    floating = np.issubdtype(img.dtype, np.floating)
+    src, dst = img.astype(np.float32, copy=False) if floating else img, out
+    if src.ndim == 2:
+        src, dst = src[..., None], dst[..., None]
+    if src.shape[2] == 4:
+        dst[..., 3:] = np.clip(src[..., 3:], 0, 1) if floating else src[..., 3:]
+        src, dst = src[..., :3], dst[..., :3]
+    top = 1.0 if floating else float(np.iinfo(img.dtype).max)
+    if channels == 1:
+        return [tiles.Plane(src[..., c : c + 1], dst[..., c : c + 1], top) for c in range(src.shape[2])]
+    return [tiles.Plane(src, dst, top, expand=channels if src.shape[2] == 1 else 0)]
+
+
+def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torch.device, tile: int, pad: int,
+                  ensemble: bool = False, precision: str = "fp32") -> np.ndarray:
+    """One image through :func:`restore_images`: same shape and dtype as ``img``."""
+    return restore_images(model, [img], channels, device, tile, pad, ensemble, precision)[0]
 
 
 def default_device() -> torch.device:
@@ -170,9 +144,13 @@ class Restorer:
 
     def restore_array(self, img: np.ndarray) -> np.ndarray:
         """:func:`restore_image` with this restorer's model and options."""
+        return self.restore_many([img])[0]
+
+    def restore_many(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Several numpy images at once (:func:`restore_images`): those of one size share model calls."""
         o = self.options
-        return restore_image(self.model, img, self.channels, self.device, o.tile, o.tile_pad, o.self_ensemble,
-                             o.precision)
+        return restore_images(self.model, images, self.channels, self.device, o.tile, o.tile_pad, o.self_ensemble,
+                              o.precision)
 
     def __repr__(self) -> str:
         return f"Restorer({self.checkpoint or 'model'!r}, device={self.device}, {self.options})"
@@ -182,9 +160,11 @@ def load(model: str | None = None, device: str | torch.device | None = None, **o
     """A :class:`Restorer` for the checkpoint ``model`` (a checkpoint directory or training output, local or
     any fsspec URL; None: the shipped default model) on ``device`` (default: CUDA when available).
     ``options`` are :class:`~deblur.core.config.RestoreConfig` fields: ``tile``, ``tile_pad``,
-    ``self_ensemble``, ``precision``."""
+    ``self_ensemble``, ``precision`` ("auto", the default, is made concrete for ``device``: see
+    ``restorer.options.precision``)."""
     opts = RestoreConfig(**options)
     dev = torch.device(device) if device is not None else default_device()
+    opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     uri = checkpoint.resolve(model)
     net, config = checkpoint.load(uri, dev)
     restorer = Restorer(net, int(config["settings"].get("channels", 1)), dev, honour_needs(net, opts, uri), uri)
@@ -225,6 +205,6 @@ class BatchRestorer:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         images = batch[self.column]
-        restored = [self.restorer(img) for img in images]
+        restored = self.restorer.restore_many([np.asarray(img) for img in images])
         same = isinstance(images, np.ndarray) and images.dtype != object
         return {**batch, self.output_column: np.stack(restored) if same else restored}

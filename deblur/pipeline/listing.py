@@ -29,11 +29,20 @@ def version_of(info: dict) -> str:
     return f"{info.get('size', '')}:{str(tag).strip(chr(34))}"
 
 
-def input_rows(source: str, output: str, fmt: str, known: Known) -> ray.data.Dataset:
+LISTING = {"num_cpus": 0}  # listing tasks wait on storage: they never take a CPU the model actors hold
+
+
+def _blocks(rows: list, per_block: int) -> ray.data.Dataset:
+    """``rows`` as a dataset of blocks of ``per_block`` rows (each block becomes one actor task)."""
+    return ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_block)))
+
+
+def input_rows(source: str, output: str, fmt: str, known: Known, per_block: int = 4) -> ray.data.Dataset:
     """An :class:`InputRow` (with ``bytes`` for memory://) for every entry under ``source``.
 
-    The top level is listed here; each sub-folder is listed by its own Ray task, so a bucket with
-    millions of objects starts producing results as soon as its first prefix is listed.
+    The top level is listed here, into blocks of ``per_block`` rows; each sub-folder is listed by its own
+    Ray task, so a bucket with millions of objects starts producing results as soon as its first prefix
+    is listed (the pipeline cuts its output into small blocks: see ``run.small_blocks``).
     """
     fs, root = filesystem(source)
     if not fs.exists(root):
@@ -45,17 +54,17 @@ def input_rows(source: str, output: str, fmt: str, known: Known) -> ray.data.Dat
         rows = describe(base, output, _entries(fs, found), fmt, known)
         if is_process_local(fs):
             rows = [{**r, "bytes": read_bytes(r["path"]) if not r["error"] else None} for r in rows]
-        return ray.data.from_items(rows)
+        return _blocks(rows, per_block)
     entries = fs.ls(root, detail=True)
     folders = [e for e in entries if e["type"] == "directory"]
     reserved = [_safe_name(relative_path(base, unstrip(fs, e["name"]))) for e in folders]
     rows = describe(base, output, _entries(fs, {e["name"]: e for e in entries if e["type"] != "directory"}), fmt,
                     known, reserved)
     prefixes = [{"prefix": unstrip(fs, e["name"])} for e in folders]
-    parts = [ray.data.from_items(rows)] if rows else []
+    parts = [_blocks(rows, per_block)] if rows else []
     if prefixes:
         kwargs = {"root": base, "output": output, "fmt": fmt, "known": known}
-        parts.append(ray.data.from_items(prefixes).flat_map(_list_prefix, fn_kwargs=kwargs))
+        parts.append(ray.data.from_items(prefixes).flat_map(_list_prefix, fn_kwargs=kwargs, **LISTING))
     if not parts:
         raise FileNotFoundError(f"no files under {source}")
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
@@ -173,7 +182,7 @@ def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
                       (("sources", sources), ("keys", keys), ("errors", errors))}} for g in groups]
     roots = (base, *read_roots)
     kwargs = {"column": column, "output": output, "fmt": fmt, "known": known, "roots": roots}
-    return ray.data.from_items(items).flat_map(_row_group, fn_kwargs=kwargs)
+    return ray.data.from_items(items).flat_map(_row_group, fn_kwargs=kwargs, **LISTING)
 
 
 def name_rows(names: list[str | None], named: list[bool], anonymous: str, fmt: str, output: str,

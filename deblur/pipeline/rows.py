@@ -15,7 +15,7 @@ array without a copy (:func:`unpack`).
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -56,15 +56,23 @@ class DecodedRow(TypedDict):
     sharpness_before: float
     exif: bytes
     icc: bytes
+    precision: NotRequired[str]  # set by the model stage: the numeric precision it ran in
 
 
 class Record(TypedDict):
-    """What happened to one input: ``status`` is one of :data:`STATUSES`; ``megapixels`` counts done ones."""
+    """What happened to one input: ``status`` is one of :data:`STATUSES`; ``megapixels`` and
+    ``precision`` (the model's numeric precision, e.g. "fp32") are set for done ones; ``written``: when its
+    batch's manifest rows were written (seconds since the epoch; their ``time``)."""
 
     path: str
     status: str
     error: str
     megapixels: float
+    precision: str
+    written: float
+
+
+RECORD_KEYS = tuple(Record.__annotations__)
 
 
 def pack(img: np.ndarray) -> dict[str, str | bytes]:

@@ -10,12 +10,14 @@ file is an error row, never fatal; inputs already done (per the manifest) are sk
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterator
 from datetime import datetime, timezone
 
 import ray.data
@@ -35,8 +37,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run did: counts by status, megapixels processed, the manifest written; ``seconds`` in all,
-    ``startup`` of them before the first result (Ray, actors, the model), and the throughput after it."""
+    """What a run did: counts by status, megapixels processed, the manifest written, the precisions the
+    model ran in; ``seconds`` in all, ``startup`` of them before the first batch was written (Ray, actors,
+    the model), and the throughput while results were written: ``steady_*`` count what was written after
+    the first batch, over the ``steady_seconds`` from it to the last."""
 
     done: int
     skipped: int
@@ -46,58 +50,63 @@ class Summary:
     output: str
     manifest: str
     startup: float = 0.0
+    steady_seconds: float = 0.0
     steady_images: int = 0
     steady_megapixels: float = 0.0
+    precisions: tuple[str, ...] = ()
 
     def line(self) -> str:
-        steady = max(self.seconds - self.startup, 1e-9)
-        if self.steady_images:
-            rate = (f"start-up {self.startup:.1f}s, then {self.steady_images / steady:.2f} images/s, "
-                    f"{self.steady_megapixels / steady:.2f} Mpx/s")
-        else:  # everything came in the first batch: no start-up to tell apart
+        if self.steady_images and self.steady_seconds > 0:
+            rate = (f"start-up {self.startup:.1f}s, then {self.steady_images / self.steady_seconds:.2f} images/s, "
+                    f"{self.steady_megapixels / self.steady_seconds:.2f} Mpx/s")
+        else:  # everything came at once: no start-up to tell apart
             total = max(self.seconds, 1e-9)
             rate = f"{self.done / total:.2f} images/s, {self.megapixels / total:.2f} Mpx/s with start-up"
-        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s ({rate}) "
+        ran = f"; model in {', '.join(self.precisions)}" if self.precisions else ""
+        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s ({rate}{ran}) "
                 f"-> {self.output} (manifest {self.manifest})")
 
 
 class Progress:
     """Progress of a run: one bar on a terminal, else a line every ``every`` seconds; also keeps the
-    counts, and the time and totals at the first result (to give throughput without start-up)."""
+    counts, the precisions the model ran in, and when results were written (the first batch, the last),
+    to give the throughput without start-up exactly as the manifest's times give it."""
 
     def __init__(self, every: float = 10.0) -> None:
-        self.t0 = time.perf_counter()
+        self.t0 = time.time()
         self.status: Counter = Counter()
+        self.precisions: Counter = Counter()
         self.megapixels = 0.0
-        self.first: tuple[float, int, float] | None = None  # (time, images, megapixels) of the first batch
+        self.written: list[tuple[float, float]] = []  # (written, megapixels) of each processed input
         self.every, self.last = every, self.t0
         self.bar = tqdm(desc="deblur run", unit=" images", file=sys.stderr) if sys.stderr.isatty() else None
 
-    def add(self, status: list[str], megapixels: float) -> None:
+    def add(self, records: dict) -> None:
+        """Count a batch of :class:`~deblur.pipeline.rows.Record` columns."""
+        status = list(records["status"])
         self.status.update(status)
-        self.megapixels += megapixels
-        if self.first is None:
-            self.first = (time.perf_counter(), self.processed, self.megapixels)
+        self.precisions.update(p for p in records["precision"] if p)
+        self.megapixels += float(sum(records["megapixels"]))
+        self.written += [(float(t), float(m)) for t, m, st in zip(records["written"], records["megapixels"], status)
+                         if st != "skipped"]
         if self.bar is not None:
             self.bar.set_postfix(failed=self.status["failed"], skipped=self.status["skipped"], refresh=False)
             self.bar.update(len(status))
-        elif time.perf_counter() - self.last >= self.every:
-            self.last = time.perf_counter()
+        elif time.time() - self.last >= self.every:
+            self.last = time.time()
             log.info("%d done, %d skipped, %d failed so far (%.0fs)", self.status["done"], self.status["skipped"],
                      self.status["failed"], self.last - self.t0)
-
-    @property
-    def processed(self) -> int:
-        return self.status["done"] + self.status["failed"]
 
     def summary(self, output: str, manifest: str) -> Summary:
         if self.bar is not None:
             self.bar.close()
-        end = time.perf_counter()
-        first_t, first_n, first_mpx = self.first or (end, 0, 0.0)
+        end = time.time()
+        first = min((t for t, _ in self.written), default=end)
+        later = [(t, m) for t, m in self.written if t > first]  # after the first batch written
         return Summary(self.status["done"], self.status["skipped"], self.status["failed"], end - self.t0,
-                       self.megapixels, output, manifest, startup=first_t - self.t0,
-                       steady_images=self.processed - first_n, steady_megapixels=self.megapixels - first_mpx)
+                       self.megapixels, output, manifest, startup=first - self.t0,
+                       steady_seconds=max((t for t, _ in later), default=first) - first, steady_images=len(later),
+                       steady_megapixels=sum(m for _, m in later), precisions=tuple(sorted(self.precisions)))
 
 
 def run(cfg: PipelineConfig) -> Summary:
@@ -119,14 +128,15 @@ def run(cfg: PipelineConfig) -> Summary:
         if cfg.gpu:
             require_gpus()
         progress = Progress()
-        if cfg.input_column:
-            roots = tuple(absolute(r) for r in cfg.read_roots)
-            ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots)
-        else:
-            ds = input_rows(source, output, cfg.format, known)
-        ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            progress.add(batch["status"].tolist(), float(batch["megapixels"].sum()))
+        with small_blocks():
+            if cfg.input_column:
+                roots = tuple(absolute(r) for r in cfg.read_roots)
+                ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots)
+            else:
+                ds = input_rows(source, output, cfg.format, known, cfg.batch_size)
+            ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+            progress.add(batch)
             for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
                 if st == "failed":
                     log.warning("failed: %s: %s", path, err)
@@ -134,6 +144,21 @@ def run(cfg: PipelineConfig) -> Summary:
             sinks.commit_parquet(output)  # before compaction: every record still names the part it wrote
         manifest = sinks.compact_manifest(output, run_id)
     return progress.summary(cfg.output, manifest)
+
+
+@contextlib.contextmanager
+def small_blocks() -> Iterator[None]:
+    """While the run's datasets are built (they keep the setting), Ray Data cuts every task's output into
+    blocks of one row: an actor task then takes ``batch_size`` rows, not a sub-folder's whole listing, and
+    its records land as soon as it ends, so progress and the summary's rate follow the writes. Rows are
+    small (a path, or one image), so the blocks cost little; the driver's own context is restored after."""
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.target_max_block_size
+    ctx.target_max_block_size = 1
+    try:
+        yield
+    finally:
+        ctx.target_max_block_size = before
 
 
 def check_overlap(source: str, output: str, parquet_input: bool) -> None:
@@ -159,7 +184,8 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, ckpt: str, sink: dict)
     decode = {"max_megapixels": cfg.max_megapixels, "multi_frame": cfg.multi_frame}
     actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0,
               "batch_size": cfg.batch_size, "batch_format": "numpy",
-              **({"resources": cfg.actor_resources} if cfg.actor_resources else {})}
+              **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
+              **({"memory": cfg.worker_memory * 1e9} if cfg.worker_memory else {})}
     if cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu):
         return ds.map_batches(FusedStage, fn_constructor_kwargs={**model, "sink": sink, "decode": decode}, **actors)
     ds = ds.map_batches(decode_batch, fn_kwargs=decode, batch_size=cfg.batch_size, batch_format="numpy")

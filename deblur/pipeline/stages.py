@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from deblur.core import restore
+from deblur.core import restore, tiles
 from deblur.core.image import decode_with_metadata, encode
 from deblur.core.metrics import sharpness
 from deblur.core.storage import filesystem, read_bytes, write_atomic
 from deblur.pipeline import sinks
-from deblur.pipeline.rows import EMPTY, pack, unpack
+from deblur.pipeline.rows import EMPTY, RECORD_KEYS, pack, unpack
 
 Batch = dict[str, Any]  # a Ray Data batch: column name -> one value per row
 
@@ -40,13 +40,19 @@ def decode_batch(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "
     """InputRow -> DecodedRow: read and decode each row's image (EXIF-upright, as stored: grey/RGB/RGBA,
     8/16-bit); a row that cannot be read or decoded gets its ``error``. Rows with a ``recorded`` version
     (``--detect-changes content``) are versioned by their content, and skipped when it is unchanged."""
+    decoded = _decode(batch, max_megapixels, multi_frame)
+    packed = [pack(img) if img is not None else EMPTY for img in decoded["pixels"]]
+    return decoded | {key: [p[key] for p in packed] for key in EMPTY}
+
+
+def _decode(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "refuse") -> Batch:
+    """:func:`decode_batch` with each image as a numpy array in ``pixels`` (None when there is none)."""
     n = len(batch["path"])
     blobs, recorded = batch.get("bytes", [None] * n), batch.get("recorded", [None] * n)
     skips, versions = [bool(s) for s in batch["skip"]], [str(v) for v in batch["version"]]
-    cols: dict[str, list] = {"pixels": [], "shape": [], "dtype": [], "sharpness_before": [], "exif": [], "icc": [],
-                             "error": []}
+    cols: dict[str, list] = {"pixels": [], "sharpness_before": [], "exif": [], "icc": [], "error": []}
     for i, (path, error, data, before) in enumerate(zip(batch["path"], batch["error"], blobs, recorded)):
-        packed, sharp, exif, icc = EMPTY, 0.0, b"", b""
+        img, sharp, exif, icc = None, 0.0, b"", b""
         if not skips[i] and not error:
             try:
                 data = read_bytes(str(path)) if data is None else data
@@ -55,10 +61,10 @@ def decode_batch(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "
                     skips[i] = versions[i] == before
                 if not skips[i]:
                     img, exif, icc = decode_with_metadata(data, max_megapixels, multi_frame)
-                    packed, sharp = pack(img), sharpness(img)
+                    sharp = sharpness(img)
             except (OSError, ValueError) as e:  # one bad input never stops the run
                 error = _error(e)
-        for key, value in (*packed.items(), ("sharpness_before", sharp), ("exif", exif), ("icc", icc),
+        for key, value in (("pixels", img), ("sharpness_before", sharp), ("exif", exif), ("icc", icc),
                            ("error", str(error))):
             cols[key].append(value)
     rest = {k: v for k, v in batch.items() if k not in ("bytes", "recorded")}
@@ -66,39 +72,58 @@ def decode_batch(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "
 
 
 class ModelStage:
-    """Ray Data actor: loads the checkpoint once, restores each DecodedRow's pixels in place."""
+    """Ray Data actor: loads the checkpoint once, restores each DecodedRow's pixels in place (images of
+    one size share model calls) and names the precision it ran in."""
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any]) -> None:
         device = restore.default_device() if gpu else "cpu"
         self.restorer = restore.load(checkpoint_uri, device, **options)
 
     def __call__(self, batch: Batch) -> Batch:
+        images = [unpack(p, str(s), str(d)) if p else None for p, s, d in
+                  zip(batch["pixels"], batch["shape"], batch["dtype"])]
+        restored = self.restore(batch | {"pixels": images})
+        return restored | {"pixels": [img.tobytes() if img is not None else b"" for img in restored["pixels"]]}
+
+    def restore(self, batch: Batch) -> Batch:
+        """A batch with numpy images (or None) in ``pixels``, restored; a failure (e.g. out of memory)
+        fails its images only."""
         pixels, errors = list(batch["pixels"]), list(batch["error"])
-        for i, (data, shape, dtype) in enumerate(zip(batch["pixels"], batch["shape"], batch["dtype"])):
-            if data:
+        todo = [i for i, img in enumerate(pixels) if img is not None]
+        try:
+            for i, img in zip(todo, self.restorer.restore_many([pixels[i] for i in todo])):
+                pixels[i] = img
+        except RuntimeError:
+            for i in todo:  # one at a time, so that only the image that fails fails
                 try:
-                    pixels[i] = self.restorer(unpack(data, str(shape), str(dtype))).tobytes()
-                except RuntimeError as e:  # e.g. out of memory on one huge image: that image fails
-                    pixels[i], errors[i] = b"", _error(e)
-        return {**batch, "pixels": pixels, "error": errors}
+                    pixels[i] = self.restorer.restore_array(pixels[i])
+                except RuntimeError as e:
+                    pixels[i], errors[i] = None, _error(e)
+        precision = [self.restorer.options.precision] * len(pixels)
+        return {**batch, "pixels": pixels, "error": errors, "precision": precision}
 
 
 def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) -> Batch:
     """DecodedRow -> Record: encode and write each restored row (a file, or one Parquet part per batch),
-    then the batch's manifest rows."""
+    then the batch's manifest rows. ``pixels`` holds packed bytes, or (in one actor) numpy images."""
+    n = len(batch["path"])
     records, rows = [], []
+    precisions = batch.get("precision", [""] * n)
     for i, path in enumerate(batch["path"]):
         record = {"path": str(path), "status": "skipped" if batch["skip"][i] else "failed", "output": "",
-                  "error": str(batch["error"][i]), "megapixels": 0.0, "version": str(batch["version"][i])}
-        if batch["pixels"][i] and not record["error"]:
+                  "error": str(batch["error"][i]), "megapixels": 0.0, "version": str(batch["version"][i]),
+                  "precision": ""}
+        pixels = batch["pixels"][i]
+        if pixels is not None and len(pixels) and not record["error"]:
             try:
-                img = unpack(batch["pixels"][i], str(batch["shape"][i]), str(batch["dtype"][i]))
+                img = pixels if isinstance(pixels, np.ndarray) else unpack(pixels, str(batch["shape"][i]),
+                                                                           str(batch["dtype"][i]))
                 row = _store(img, record["path"], str(batch["output"][i]), fmt, model_id, run,
                              bytes(batch["exif"][i]), bytes(batch["icc"][i]))
                 if row is not None:
                     rows.append({**row, "sharpness_before": float(batch["sharpness_before"][i])})
                 record.update(status="done", megapixels=img.shape[0] * img.shape[1] / 1e6,
-                              output=str(batch["output"][i]))
+                              output=str(batch["output"][i]), precision=str(precisions[i]))
             except (OSError, ValueError) as e:
                 record["error"] = _error(e)
         records.append(record)
@@ -107,11 +132,14 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) ->
         for r in records:
             r["output"] = part if r["status"] == "done" else r["output"]
     now = datetime.now(timezone.utc)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the manifest keeps milliseconds
     sinks.write_manifest_part(output, run, [
         {"source": r["path"], "output": r["output"], "status": r["status"], "error": r["error"],
          "model": model_id, "run": run, "time": now, "version": r["version"]} for r in records
         if r["status"] != "skipped"])
-    return {k: [r[k] for r in records] for k in ("path", "status", "error", "megapixels")}
+    for r in records:
+        r["written"] = now.timestamp()
+    return {k: [r[k] for r in records] for k in RECORD_KEYS}
 
 
 def _store(img: np.ndarray, path: str, output: str, fmt: str, model_id: str, run: str, exif: bytes,
@@ -131,12 +159,38 @@ def _store(img: np.ndarray, path: str, output: str, fmt: str, model_id: str, run
 
 
 class FusedStage(ModelStage):
-    """All three stages in one actor (for CPU nodes): decode, restore, write."""
+    """All three stages in one actor (for CPU nodes), image by image: each image is decoded, restored and
+    written before the next is read, except that small images are gathered up to ``budget`` pixels (0: a
+    model call's, :func:`tiles.budget`) to share model calls. Images stay numpy arrays throughout (never packed), so an actor holds about one image's
+    input and output at a time, whatever the batch size."""
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any], sink: dict[str, str],
-                 decode: dict[str, Any]) -> None:
+                 decode: dict[str, Any], budget: int = 0) -> None:
         super().__init__(checkpoint_uri, gpu, options)
         self.sink, self.decode = sink, decode
+        self.budget = budget or tiles.budget(self.restorer.device)
 
     def __call__(self, batch: Batch) -> Batch:
-        return write_batch(super().__call__(decode_batch(batch, **self.decode)), **self.sink)
+        records: list[Batch] = []
+        pending: list[Batch] = []
+        pixels = 0
+        n = len(batch["path"])
+        for i in range(n):
+            row = _decode(take(batch, [i]), **self.decode)
+            pending.append(row)
+            img = row["pixels"][0]
+            pixels += img.shape[0] * img.shape[1] if img is not None else 0
+            if pixels >= self.budget or i == n - 1:
+                records.append(write_batch(self.restore(concat(pending)), **self.sink))
+                pending, pixels = [], 0
+        return concat(records)
+
+
+def take(batch: Batch, rows: list[int]) -> Batch:
+    """The rows ``rows`` of ``batch``, as a batch."""
+    return {k: [v[i] for i in rows] for k, v in batch.items()}
+
+
+def concat(batches: list[Batch]) -> Batch:
+    """Batches with the same columns, one after the other."""
+    return {k: [x for b in batches for x in b[k]] for k in batches[0]}

@@ -16,7 +16,8 @@ from tests.core.test_image import bomb_png
 
 
 def _run(src, out, ck, fmt="png", **kw):
-    return run(PipelineConfig(input=str(src), output=str(out), model=ck, format=fmt, workers=2, batch_size=2, **kw))
+    kw = {"precision": "fp32", "workers": 2, "batch_size": 2, **kw}
+    return run(PipelineConfig(input=str(src), output=str(out), model=ck, format=fmt, **kw))
 
 
 def _manifest(out) -> dict[str, dict]:
@@ -36,7 +37,8 @@ def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, pho
     first = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
     assert (first.done, first.skipped, first.failed) == (8, 0, 0)
     assert 0 < first.startup < first.seconds and 0 < first.steady_images < 8  # throughput after the first result
-    assert re.search(r"in [\d.]+s \(start-up [\d.]+s, then [\d.]+ images/s, [\d.]+ Mpx/s\)", first.line())
+    assert re.search(r"in [\d.]+s \(start-up [\d.]+s, then [\d.]+ images/s, [\d.]+ Mpx/s; model in fp32\)",
+                     first.line())  # _run pins fp32: the seed checkpoint's outputs are compared exactly below
     inputs = sorted(str(p) for p in photo_folder.rglob("*.png"))
     manifest = _manifest(out)
     assert sorted(manifest) == inputs and {r["status"] for r in manifest.values()} == {"done"}
@@ -261,6 +263,22 @@ def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_clu
     assert s.done + s.skipped == 40 and s.failed == 0
     paths = pq.read_table(str(out), columns=["path"])["path"].to_pylist()
     assert sorted(paths) == sorted(str(p) for p in src.glob("*.png"))  # each input exactly once
+
+
+def test_results_stream_and_the_summary_rate_is_the_manifests(ray_cluster, tmp_path, seed_checkpoint):
+    """20 images, half in a sub-folder, with as many model actors as the cluster has CPUs (the sub-folder's
+    listing must still run): results land batch by batch, and the printed rate is the one the manifest's
+    times give (images written after the first batch, over the time from it to the last)."""
+    src = tmp_path / "in"
+    for i in range(20):
+        write_image(src / ("sub" if i % 2 else "") / f"im{i:02d}.png", textured(96, 128, 3, seed=i))
+    s = _run(src, tmp_path / "out", seed_checkpoint, workers=int(ray_cluster.cluster_resources()["CPU"]))
+    assert (s.done, s.failed) == (20, 0) and 0 < s.steady_images < 20
+    times = sorted(r["time"].timestamp() for r in sinks.read_manifest(str(tmp_path / "out")).to_pylist())
+    later = [t for t in times if t > times[0]]
+    rate = len(later) / (later[-1] - times[0])
+    printed = float(re.search(r"then ([\d.]+) images/s", s.line()).group(1))
+    assert abs(printed - rate) <= 0.2 * rate, (printed, rate)
 
 
 def test_a_summary_without_a_second_batch_gives_the_overall_rate():

@@ -1,0 +1,40 @@
+"""deblur.pipeline.stages without Ray: the fused stage goes image by image (small images share model
+calls), every record says when it was written and in what precision the model ran."""
+
+import numpy as np
+
+from deblur.core.image import encode
+from deblur.pipeline import sinks
+from deblur.pipeline.rows import RECORD_KEYS
+from deblur.pipeline.stages import FusedStage
+from tests.conftest import textured
+
+
+def _inputs(tmp_path, sizes):
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        path = tmp_path / f"in{i}.png"
+        path.write_bytes(encode(textured(h, w, 3, seed=i), "png"))
+        paths.append(str(path))
+    n = len(paths)
+    return {"path": np.array(paths), "output": np.array([str(tmp_path / "out" / f"o{i}.png") for i in range(n)]),
+            "version": np.array(["1:1"] * n), "skip": np.array([False] * n), "error": np.array([""] * n)}
+
+
+def test_the_fused_stage_restores_small_images_together_and_writes_chunk_by_chunk(tmp_path, seed_checkpoint):
+    out = str(tmp_path / "out")
+    sink = {"fmt": "png", "output": out, "run": "r1", "model_id": "seed-x"}
+    stage = FusedStage(seed_checkpoint, False, {"precision": "fp32"}, sink, {}, budget=3 * 32 * 32)
+    calls = []
+    stage.restorer.model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    records = stage(_inputs(tmp_path, [(32, 32)] * 3 + [(64, 48)] + [(32, 32)] * 2))
+    assert tuple(records) == RECORD_KEYS and records["status"] == ["done"] * 6
+    assert set(records["precision"]) == {"fp32"}
+    # chunks of the budget's pixels: three small images, the large one alone, the last two; each chunk is one
+    # model call (the seed model is grey: each image gives 3 planes)
+    assert calls == [9, 3, 6]
+    written = sorted(set(records["written"]))
+    assert len(written) == 3 and written[0] < written[1] < written[2]
+    manifest = sinks.read_manifest(out).to_pylist()
+    assert sorted(r["time"].timestamp() for r in manifest) == sorted(records["written"])
+    assert len(list((tmp_path / "out" / "_manifest").glob("part-*.parquet"))) == 3
