@@ -104,8 +104,10 @@ def resolve(uri: str | None) -> str:
 
 
 def export(uri: str, directory: str, half: bool = True, **meta: Any) -> None:
-    """Copy the checkpoint at ``uri`` to local ``directory`` for shipping: weights only (float16 when
-    ``half``: half the size, loaded back into float32 parameters), config plus ``meta``, no optimizer."""
+    """Copy the checkpoint at ``uri`` (or a training output's best, see :func:`resolve`) to local
+    ``directory`` for shipping: weights only (float16 when ``half``: half the size, loaded back into float32
+    parameters), config plus ``meta``, no optimizer."""
+    uri = resolve(uri)
     weights = safetensors.torch.load(read_bytes(posixpath.join(uri, WEIGHTS)))
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}

@@ -73,8 +73,10 @@ def evaluate(cfg: EvalConfig) -> str:
 
 
 def trained_on(checkpoint_uri: str) -> str:
-    """The degradation a checkpoint was trained on (its ``config.json``), else the default model's."""
-    return checkpoint.read_config(checkpoint_uri).get("blur") or DEFAULT_DEGRADATION
+    """The degradation a checkpoint was trained on (its ``config.json``: ``degradation``, or ``blur`` in
+    checkpoints written before the word was settled), else the default model's."""
+    config = checkpoint.read_config(checkpoint_uri)
+    return config.get("degradation") or config.get("blur") or DEFAULT_DEGRADATION
 
 
 def pairs(data: str, paired: str | None, deg: Degradation, seed: int, factor: float, limit: int):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from deblur.core import checkpoint, models
+from deblur.core import checkpoint, evaluate, models
 from deblur.core.config import TrainConfig
 from deblur.train.trainer import fit
 
@@ -55,6 +55,9 @@ def test_every_model_trains_with_the_modern_recipe(ray_cluster, photo_folder, tm
     assert np.isfinite(meta["metrics"]["train_loss"]) and meta["metrics"]["val_psnr"] > 10
     model, _ = checkpoint.load(best)
     assert models.settings_of(model) == meta["settings"]
+    assert evaluate.trained_on(best) == "blind+noise:sigma=0..0.01+jpeg:quality=80..95,p=0.5"  # not the default
+    checkpoint.export(str(output), str(tmp_path / "shipped"))  # a training output exports its best checkpoint
+    assert checkpoint.read_config(str(tmp_path / "shipped"))["metrics"] == checkpoint.read_config(best)["metrics"]
 
 
 @pytest.mark.parametrize("field, value, message", [
