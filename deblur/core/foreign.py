@@ -55,7 +55,7 @@ def _spandrel():
     try:
         import spandrel
     except ImportError:
-        raise ValueError("weights files of other architectures need spandrel: pip install 'deblur[models]'") from None
+        raise ValueError("weights files of other architectures need spandrel: pip install 'deblur-ray[models]'") from None
     if os.environ.get(EXTRA) == "1" and not _extra_installed:
         try:
             import spandrel_extra_arches
