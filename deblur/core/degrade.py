@@ -11,8 +11,9 @@ degradation (blind blur, noise, JPEG). Kernels are built once per image and appl
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -29,9 +30,20 @@ BORDER = cv2.BORDER_REFLECT_101  # OpenCV's default, and what GaussianBlur uses 
 _SEED_KERNEL = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
 
 
-def draw_blur(blur: Any, rng: np.random.Generator) -> Drawn:
+@runtime_checkable
+class Blur(Protocol):
+    """What every blur is (:data:`BLURS`): a frozen dataclass named ``name`` whose :meth:`draw` gives one
+    image's blur from ``rng``: a kernel (float32, odd-sized, sums to 1; :class:`~deblur.core.kernels.KernelBlur`)
+    or, for spatially varying blurs, a :class:`~deblur.core.camera.CameraPath`."""
+
+    name: ClassVar[str]
+
+    def draw(self, rng: np.random.Generator) -> Drawn: ...
+
+
+def draw_blur(blur: Blur, rng: np.random.Generator) -> Drawn:
     """What ``blur`` draws for one image: a kernel, or (spatially varying blurs) a camera path."""
-    return blur.draw(rng) if hasattr(blur, "draw") else blur.kernel(rng)
+    return blur.draw(rng)
 
 
 def reach(drawn: Drawn, shape: tuple[int, ...]) -> int:
@@ -65,6 +77,11 @@ class Corruption:
     def draw(self, rng: np.random.Generator) -> Any:
         raise NotImplementedError
 
+    def noise_sigma(self) -> float:
+        """The mean standard deviation of the noise this corruption adds (on [0, 1]; 0 for none), for
+        Wiener deconvolution's noise-to-signal ratio."""
+        return 0.0
+
     def apply(self, img: np.ndarray, setting: Any, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
@@ -89,6 +106,9 @@ class Noise(Corruption):
     def apply(self, img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
         noise = rng.standard_normal(img.shape, dtype=np.float32) * sigma
         return np.clip(img + noise, 0.0, 1.0)
+
+    def noise_sigma(self) -> float:
+        return float(np.mean(self.sigma)) * self.p
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,10 @@ class PoissonNoise(Corruption):
         """This image's (a, sigma), or None when skipped (probability 1 - p)."""
         return None if rng.random() >= self.p else (draw(rng, self.a), draw(rng, self.sigma))
 
+    def noise_sigma(self) -> float:
+        """At mid-grey: variance ``a / 2 + sigma^2``."""
+        return math.sqrt(float(np.mean(self.a)) / 2 + float(np.mean(self.sigma)) ** 2) * self.p
+
     def apply(self, img: np.ndarray, setting: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
         a, sigma = setting
         out = rng.poisson(np.clip(img, 0, 1) / a).astype(np.float32) * a if a > 0 else img
@@ -148,14 +172,14 @@ class PoissonNoise(Corruption):
 
 
 CORRUPTIONS: Registry[type] = Registry("corruption", {c.name: c for c in (Noise, PoissonNoise, Jpeg, Quantize)})
-BLURS: Registry[type] = Registry("blur", {b.name: b for b in (*KERNEL_BLURS, WarpBlur, RealisticBlur)}, BLUR_NAMES)
+BLURS: Registry[type[Blur]] = Registry("blur", {b.name: b for b in (*KERNEL_BLURS, WarpBlur, RealisticBlur)}, BLUR_NAMES)
 
 
 @dataclass(frozen=True)
 class Degradation:
     """A blur followed by zero or more corruptions (noise, JPEG, quantisation), in the order given."""
 
-    blur: Any
+    blur: Blur
     corruptions: tuple[Corruption, ...] = ()
 
     def draw_blur(self, rng: np.random.Generator) -> Drawn:

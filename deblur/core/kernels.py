@@ -1,7 +1,8 @@
 """Blurs and their kernels: the article's 3x3 Gaussian, Gaussian (isotropic/anisotropic), linear motion,
 defocus disk, and ``blind``, the family the default model learns.
 
-A *blur* is a frozen dataclass that draws one *kernel* per image (``blur.kernel(rng)``); blurs are
+A *blur* is a frozen dataclass that draws one *kernel* per image (``blur.draw(rng)``, the
+:class:`~deblur.core.degrade.Blur` protocol, which :class:`KernelBlur` gives as ``blur.kernel(rng)``); blurs are
 registered by name in :data:`deblur.core.degrade.BLURS` (with the spatially varying ones of
 :mod:`deblur.core.camera`) and named first in a degradation spec.
 Every kernel is float32, odd-sized and sums to 1; it is applied by correlation (OpenCV's ``filter2D``), which
@@ -118,8 +119,20 @@ def trajectory_kernel(path: np.ndarray) -> np.ndarray:
     return _normalised(k)
 
 
+class KernelBlur:
+    """A blur that is one kernel per image: :meth:`draw` (the :class:`~deblur.core.degrade.Blur` protocol)
+    is its ``kernel``."""
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """This image's kernel (float32, odd-sized, sums to 1)."""
+        return self.kernel(rng)
+
+
 @dataclass(frozen=True)
-class NoBlur:
+class NoBlur(KernelBlur):
     """The identity kernel: for noise- or JPEG-only degradations and for resized sharp copies."""
 
     name = "none"
@@ -129,7 +142,7 @@ class NoBlur:
 
 
 @dataclass(frozen=True)
-class SeedBlur:
+class SeedBlur(KernelBlur):
     """The article's blur: exactly ``cv2.GaussianBlur(img, (3, 3), 0)``, i.e. [1/4 1/2 1/4] separable."""
 
     name = "seed"
@@ -140,7 +153,7 @@ class SeedBlur:
 
 
 @dataclass(frozen=True)
-class GaussianBlur:
+class GaussianBlur(KernelBlur):
     """Isotropic Gaussian; ``size`` 0 derives the kernel size from sigma."""
 
     sigma: Range = (1.0, 1.0)
@@ -152,7 +165,7 @@ class GaussianBlur:
 
 
 @dataclass(frozen=True)
-class AnisotropicBlur:
+class AnisotropicBlur(KernelBlur):
     """Anisotropic Gaussian with independent axis sigmas, rotated by any angle (degrees)."""
 
     sigma_x: Range = (0.3, 3.0)
@@ -165,7 +178,7 @@ class AnisotropicBlur:
 
 
 @dataclass(frozen=True)
-class MotionBlur:
+class MotionBlur(KernelBlur):
     """Linear camera motion of ``length`` pixels at ``angle`` degrees."""
 
     length: Range = (3.0, 15.0)
@@ -177,7 +190,7 @@ class MotionBlur:
 
 
 @dataclass(frozen=True)
-class DefocusBlur:
+class DefocusBlur(KernelBlur):
     """Out-of-focus disk of ``radius`` pixels."""
 
     radius: Range = (0.5, 4.0)
@@ -188,7 +201,7 @@ class DefocusBlur:
 
 
 @dataclass(frozen=True)
-class ShakeBlur:
+class ShakeBlur(KernelBlur):
     """Camera shake: a random curved trajectory of total ``length`` px (Boracchi & Foi 2012), of which the
     shutter sees a fraction ``exposure`` (0.5..1: the same shake, shorter or longer exposures)."""
 
@@ -206,7 +219,7 @@ class ShakeBlur:
 
 
 @dataclass(frozen=True)
-class BlindBlur:
+class BlindBlur(KernelBlur):
     """The blind family: per image, linear motion with probability ``motion_share``, else isotropic
     Gaussian, anisotropic Gaussian or defocus with equal probability, each with its range below."""
 

@@ -50,13 +50,6 @@ def wiener(img: np.ndarray, kernel: np.ndarray, noise_sigma: float = 0.0) -> np.
 
 
 def noise_sigma_of(corruptions: tuple) -> float:
-    """The mean noise standard deviation a degradation's corruptions add (0 when none); Poisson-Gaussian
-    noise counts at mid-grey (variance ``a / 2 + sigma^2``)."""
-    total = 0.0
-    for c in corruptions:
-        name = getattr(c, "name", "")
-        if name == "noise":
-            total += float(np.mean(c.sigma)) * c.p
-        elif name == "poisson":
-            total += math.sqrt(float(np.mean(c.a)) / 2 + float(np.mean(c.sigma)) ** 2) * c.p
-    return total
+    """The mean noise standard deviation a degradation's corruptions add (0 when none), as each states it
+    (``Corruption.noise_sigma``: Poisson-Gaussian noise counts at mid-grey)."""
+    return sum(c.noise_sigma() for c in corruptions)

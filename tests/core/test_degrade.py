@@ -19,6 +19,26 @@ def test_every_registered_blur_and_corruption_has_a_test_spec():
     assert sorted(used) == CORRUPTIONS.names()
 
 
+@pytest.mark.parametrize("name", degrade.BLURS.names())
+def test_every_blur_is_a_blur_and_draws_a_kernel_or_a_camera_path(name):
+    from deblur.core.camera import CameraPath
+
+    blur = degrade.BLURS[name]()
+    assert isinstance(blur, degrade.Blur) and blur.name == name
+    drawn = [blur.draw(np.random.default_rng(seed)) for seed in range(8)]
+    for d in drawn:
+        if not isinstance(d, CameraPath):
+            assert d.dtype == np.float32 and d.shape[0] % 2 == 1 and abs(float(d.sum()) - 1) < 1e-5
+
+
+def test_corruptions_state_their_noise_for_wiener():
+    from deblur.core.wiener import noise_sigma_of
+
+    deg = degrade.parse_degradation("gaussian+noise:sigma=0.01,p=0.5+poisson:a=0.02,sigma=0+jpeg:quality=90")
+    assert noise_sigma_of(deg.corruptions) == pytest.approx(0.005 + 0.1)  # jpeg adds none it states
+    assert noise_sigma_of(()) == 0.0
+
+
 def test_seed_blur_is_opencv_gaussianblur_3x3():
     img = np.random.default_rng(0).random((28, 28)).astype(np.float32)
     expected = cv2.GaussianBlur(img, (3, 3), 0)
