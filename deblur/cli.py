@@ -5,6 +5,7 @@ error line and exit status 2, not a traceback."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -223,7 +224,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _config(cls, args: argparse.Namespace):
-    values = vars(args)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}  # the rest: the command, -v, ...
     if values.get("model_options"):
         values = {**values, "model_options": dict(values["model_options"])}
     return cls.from_dict(values)

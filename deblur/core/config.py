@@ -51,8 +51,11 @@ class _Config:
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """The config ``data`` describes; a key that is not one of its settings is a ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        unknown = sorted(set(data) - names)
+        _require(not unknown, f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+        return cls(**data)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -49,7 +49,7 @@ def test_bad_settings_fail_when_the_config_is_built(build, message):
 
 def test_configs_round_trip_through_dicts():
     cfg = TrainConfig("d", "o", model="unet", channels=3, model_options={"width": 8}, degradation="blind")
-    assert TrainConfig.from_dict({**cfg.to_dict(), "unrelated": 1}) == cfg
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_a_registry_raises_on_unknown_names_and_lists_the_choices():
@@ -89,3 +89,12 @@ def test_init_inherits_the_recipe_its_checkpoint_records_and_each_setting_can_be
     assert (given.loss, given.lr, given.patch_size) == ("l1", 2e-4, 128) and "loss l1 (given)" in line
     article, _ = TrainConfig(data="d", output="o").with_recipe()
     assert {k: getattr(article, k) for k in ARTICLE_RECIPE} == ARTICLE_RECIPE
+
+
+def test_unknown_keys_in_a_config_are_an_error_not_dropped():
+    from deblur.core.config import PipelineConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="unknown TrainConfig setting"):
+        TrainConfig.from_dict({"data": "d", "output": "o", "blurr": "gaussian"})
+    cfg = PipelineConfig("in", "out", batch_size=8)
+    assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
