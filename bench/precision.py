@@ -12,12 +12,12 @@ the speed of each, and what ``--precision auto`` picks here. The photos are the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 import torch
+from figures import show
 
 import deblur
 from deblur.core.config import DEFAULT_DEGRADATION
@@ -58,11 +58,7 @@ def main() -> None:
         figures[f"psnr_{precision}"] = float(np.mean([psnr(o, s) for o, s in zip(out, sharp)]))
     figures["bf16_minus_fp32_db"] = figures["psnr_bf16"] - figures["psnr_fp32"]
     figures["bf16_speed_ratio"] = figures["mpx_s_bf16"] / figures["mpx_s_fp32"]
-    if args.json:
-        print(json.dumps(figures, indent=1))
-        return
-    for key, value in figures.items():
-        print(f"{key:22s} {value:.3f}" if isinstance(value, float) else f"{key:22s} {value}")
+    show(figures, args.json)
 
 
 if __name__ == "__main__":

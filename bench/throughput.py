@@ -17,7 +17,6 @@ package installed (``make install``: the venv's python).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 import psutil
 import torch
+from figures import show
 import torch.nn as nn
 
 import deblur
@@ -195,11 +195,7 @@ def main() -> None:
         f["big_idle_gb"], f["big_peak_above_idle_gb"] = idle / 1e9, (peak.peak - idle) / 1e9
         f["big_decoded_gb"] = 8000 * 6000 * 3 / 1e9
         del big
-    if args.json:
-        print(json.dumps(f, indent=1))
-        return
-    for key, value in f.items():
-        print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
+    show(f, args.json)
 
 
 if __name__ == "__main__":

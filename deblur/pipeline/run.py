@@ -77,7 +77,10 @@ class Progress:
         self.status: Counter = Counter()
         self.precisions: Counter = Counter()
         self.megapixels = 0.0
-        self.written: list[tuple[float, float]] = []  # (written, megapixels) of each processed input
+        # when results were written: the first batch's time, the images and megapixels written at that time,
+        # all processed so far, and the latest time (batches may land out of their write order)
+        self.first, self.at_first, self.latest = float("inf"), (0, 0.0), 0.0
+        self.processed = (0, 0.0)
         self.every, self.last = every, self.t0
         self.bar = tqdm(desc="deblur run", unit=" images", file=sys.stderr) if sys.stderr.isatty() else None
 
@@ -87,8 +90,9 @@ class Progress:
         self.status.update(status)
         self.precisions.update(p for p in records["precision"] if p)
         self.megapixels += float(sum(records["megapixels"]))
-        self.written += [(float(t), float(m)) for t, m, st in zip(records["written"], records["megapixels"], status)
-                         if st != "skipped"]
+        for t, m, st in zip(records["written"], records["megapixels"], status):
+            if st != "skipped":
+                self._written(float(t), float(m))
         if self.bar is not None:
             self.bar.set_postfix(failed=self.status["failed"], skipped=self.status["skipped"], refresh=False)
             self.bar.update(len(status))
@@ -97,16 +101,25 @@ class Progress:
             log.info("%d done, %d skipped, %d failed so far (%.0fs)", self.status["done"], self.status["skipped"],
                      self.status["failed"], self.last - self.t0)
 
+    def _written(self, t: float, megapixels: float) -> None:
+        self.processed = (self.processed[0] + 1, self.processed[1] + megapixels)
+        if t < self.first:
+            self.first, self.at_first = t, (0, 0.0)
+        if t == self.first:
+            self.at_first = (self.at_first[0] + 1, self.at_first[1] + megapixels)
+        self.latest = max(self.latest, t)
+
     def summary(self, output: str, manifest: str) -> Summary:
         if self.bar is not None:
             self.bar.close()
         end = time.time()
-        first = min((t for t, _ in self.written), default=end)
-        later = [(t, m) for t, m in self.written if t > first]  # after the first batch written
+        first = self.first if self.processed[0] else end
+        later = self.processed[0] - self.at_first[0]  # written after the first batch
         return Summary(self.status["done"], self.status["skipped"], self.status["failed"], end - self.t0,
                        self.megapixels, output, manifest, startup=first - self.t0,
-                       steady_seconds=max((t for t, _ in later), default=first) - first, steady_images=len(later),
-                       steady_megapixels=sum(m for _, m in later), precisions=tuple(sorted(self.precisions)))
+                       steady_seconds=self.latest - first if later else 0.0, steady_images=later,
+                       steady_megapixels=self.processed[1] - self.at_first[1],
+                       precisions=tuple(sorted(self.precisions)))
 
 
 def run(cfg: PipelineConfig) -> Summary:
