@@ -1,6 +1,6 @@
 """What ``--precision`` costs and gains: the shipped model in fp32 and bf16 on the evaluation photos.
 
-    python bench/precision.py [--data data/eval-photos] [--crop 256] [--json]
+    python bench/precision.py [--data data/eval-photos] [--crop 256] [--device cpu|cuda] [--json]
 
 Each photo's central ``--crop`` square (0: whole) is degraded with the shipped model's training degradation
 (seeded), then restored in fp32 and in bf16 (autocast; forced even where the CPU emulates bf16, which is
@@ -33,8 +33,12 @@ def main() -> None:
     ap.add_argument("--data", default="data/eval-photos")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--degradation", default=DEFAULT_DEGRADATION)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU here")
+    device = torch.device(args.device)
     if not os.path.isdir(args.data):
         raise SystemExit(f"{args.data}: not found; `python scripts/sample_photos.py {args.data}` writes it")
     deg = parse_degradation(args.degradation)
@@ -47,10 +51,11 @@ def main() -> None:
         blurred.append((np.clip(deg(to_float(img), np.random.default_rng(i)), 0, 1) * 255 + 0.5).astype(np.uint8))
     mpx = sum(im.shape[0] * im.shape[1] for im in sharp) / 1e6
     figures: dict[str, object] = {"photos": len(sharp), "crop": args.crop, "cpus": os.cpu_count(),
-                                  "auto": resolve_precision("auto", torch.device("cpu")),
+                                  "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                                  "auto": resolve_precision("auto", device),
                                   "psnr_blurred": float(np.mean([psnr(b, s) for b, s in zip(blurred, sharp)]))}
     for precision in ("fp32", "bf16"):
-        restorer = deblur.load(device="cpu", precision=precision)
+        restorer = deblur.load(device=device, precision=precision)
         restorer(blurred[0])  # warm-up
         t0 = time.perf_counter()
         out = [restorer(b) for b in blurred]

@@ -1,6 +1,6 @@
 """The pipeline's speed and memory, side by side in one run, against bare single-process loops.
 
-    python bench/throughput.py [--images 20] [--width 1024] [--height 768] [--workers 2] [--json] [--gpu]
+    python bench/throughput.py [--images 20] [--width 1024] [--height 768] [--workers N] [--json] [--gpu]
 
 Prints, on the same machine in one run:
   - a bare one-thread decode+encode loop, and the pipeline with an identity model (the pipeline's own cost);
@@ -10,7 +10,8 @@ Prints, on the same machine in one run:
   - the peak memory of the process tree (driver, Ray and its workers: the sum of proportional set sizes)
     while one 8000x6000 JPEG goes through, above the same tree idle;
   - 2,000 32x32 PNGs through the pipeline (``--batch-size 64``) against a bare one-thread loop.
-``--gpu`` runs the model on the GPU (the pipeline with ``--gpu``); without a GPU it refuses. Run it with the
+``--gpu`` runs the model on the GPU (the pipeline with ``--gpu``: one model actor per GPU, decoding and
+encoding on all CPUs); without a GPU it refuses. Run it with the
 package installed (``make install``: the venv's python).
 """
 
@@ -30,11 +31,11 @@ from figures import show
 import torch.nn as nn
 
 import deblur
-from deblur.core import checkpoint, models
+from deblur.core import checkpoint, models, tiles
 from deblur.core.config import PipelineConfig
 from deblur.core.image import decode, encode
 from deblur.core.models.base import Model, Settings
-from deblur.core.restore import resolve_precision
+from deblur.core.restore import autocast, resolve_precision
 from deblur.pipeline.run import run
 
 
@@ -137,12 +138,29 @@ def identity_overhead(device: torch.device, reps: int = 30) -> float:
     return best * 1e3
 
 
+def model_speed(device: torch.device, precision: str, reps: int = 10) -> float:
+    """Mpx/s of the shipped model alone on one batch of windows as large as a model call takes on ``device``
+    (no conversion, no I/O; best of ``reps``): the ceiling of everything else."""
+    restorer = deblur.load(device=device, precision=precision)
+    side = 512 if device.type == "cuda" else 256
+    x = torch.rand(max(1, tiles.budget(device) // side**2), 3, side, side, device=device)
+    best = float("inf")
+    with torch.inference_mode(), autocast(device, restorer.options.precision):
+        for i in range(reps + 2):  # two warm-up calls
+            t0 = time.perf_counter()
+            restorer.model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0) if i >= 2 else best
+    return x.shape[0] * side * side / 1e6 / best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--height", type=int, default=768)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="model actors (default: 2 CPU / one per GPU)")
     ap.add_argument("--format", default="jpg")
     ap.add_argument("--tiny", type=int, default=2000, help="32x32 PNGs for the small-file figure (0: skip)")
     ap.add_argument("--big", action=argparse.BooleanOptionalAction, default=True, help="the 8000x6000 memory figure")
@@ -154,6 +172,8 @@ def main() -> None:
     import ray
 
     device = torch.device("cuda" if args.gpu else "cpu")
+    args.workers = args.workers or (torch.cuda.device_count() if args.gpu else 2)
+    cpus = os.cpu_count() if args.gpu else args.workers
     tmp = tempfile.mkdtemp(prefix="deblur-bench-")
     register_identity()
     identity = os.path.join(tmp, "identity")
@@ -161,16 +181,22 @@ def main() -> None:
     shipped = checkpoint.resolve(None)
     paths = make_images(os.path.join(tmp, "in"), args.images, args.width, args.height)
     mpx = args.images * args.width * args.height / 1e6
-    f: dict[str, float | str] = {"machine": f"{os.cpu_count()} CPUs" + (f", {torch.cuda.get_device_name()}" if args.gpu else ""),
+    f: dict[str, float | str] = {"machine": f"{cpus} CPUs" + (f", {torch.cuda.get_device_name()}" if args.gpu else ""),
                                  "images": args.images, "size": f"{args.width}x{args.height}",
                                  "auto_precision": resolve_precision("auto", device)}
     f["io_mpx_s"] = mpx / loop(paths, os.path.join(tmp, "io"), args.format)
     f["bare_fp32_mpx_s"] = mpx / loop(paths, os.path.join(tmp, "bare"), args.format,
                                       deblur.load(shipped, device, precision="fp32"))
+    f["model_fp32_mpx_s"] = model_speed(device, "fp32")
+    f["model_auto_mpx_s"] = model_speed(device, "auto")
+    if args.gpu:  # what cuDNN's autotuner would add (the pipeline does not turn it on)
+        torch.backends.cudnn.benchmark = True
+        f["model_auto_cudnn_benchmark_mpx_s"] = model_speed(device, "auto")
+        torch.backends.cudnn.benchmark = False
     f["identity_restore_ms"] = identity_overhead(device)
     f["identity_restore_ms_per_mpx"] = f["identity_restore_ms"] / (1024 * 768 / 1e6)
 
-    ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR",
+    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
              runtime_env={"worker_process_setup_hook": register_identity})
     src = os.path.join(tmp, "in")
     for key, ck, precision in (("identity", identity, "fp32"), ("fp32", shipped, "fp32"), ("auto", shipped, "auto")):

@@ -66,7 +66,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if bf16_hardware(device) else "fp32"
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context a model runs in at ``precision`` (fp32, bf16, fp16; not "auto") on ``device``."""
     dtype = PRECISIONS[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
@@ -88,7 +89,7 @@ def restore_images(model: nn.Module, images: list[np.ndarray], channels: int, de
     outs = [np.empty(img.shape, np.float32 if np.issubdtype(img.dtype, np.floating) else img.dtype)
             for img in images]
     planes = [p for img, out in zip(images, outs) for p in _planes(img, out, channels)]
-    with _autocast(device, precision):
+    with autocast(device, precision):
         tiles.run(fn, planes, tile, pad, device, budget)
     return outs
 
