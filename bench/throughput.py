@@ -119,7 +119,8 @@ class PeakMemory:
 
 def pipeline(src: str, out: str, ck: str, args: argparse.Namespace, **options) -> tuple[float, object]:
     """(seconds of the steady part, summary) of ``deblur run`` over ``src``."""
-    settings = {"format": args.format, "workers": args.workers, "gpu": args.gpu, **options}
+    settings = {"format": args.format, "workers": args.workers, "gpu": args.gpu,
+                **({"batch_size": args.batch_size} if args.batch_size else {}), **options}
     s = run(PipelineConfig(input=src, output=out, model=ck, **settings))
     assert s.failed == 0, s.line()
     steady = s.steady_seconds if s.steady_images else s.seconds
@@ -162,6 +163,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=768)
     ap.add_argument("--workers", type=int, default=None, help="model actors (default: 2 CPU / one per GPU)")
     ap.add_argument("--format", default="jpg")
+    ap.add_argument("--batch-size", type=int, default=None, help="the pipeline's --batch-size (default: its own)")
     ap.add_argument("--tiny", type=int, default=2000, help="32x32 PNGs for the small-file figure (0: skip)")
     ap.add_argument("--big", action=argparse.BooleanOptionalAction, default=True, help="the 8000x6000 memory figure")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
