@@ -41,10 +41,29 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
+RENAMED = {"--blur": "--degradation", "blur": "degrade"}  # older name -> name; accepted, warned, hidden until 0.2
+
+
+def _warn_renamed(old: str) -> None:
+    print(f"deblur: warning: '{old}' is now '{RENAMED[old]}'; the old name goes in deblur-ray 0.2", file=sys.stderr)
+
+
+class _Renamed(argparse.Action):
+    """A flag's older name: sets the new one's value with a warning, and stays out of ``--help``."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        _warn_renamed(option_string)
+        setattr(namespace, self.dest, values)
+
+
 def _degradation(p: argparse.ArgumentParser, default: str | None, extra: str, required: bool = False) -> None:
-    """``--degradation`` (``--blur``: its older name, still accepted)."""
-    p.add_argument("--degradation", "--blur", dest="degradation", required=required, default=default,
-                   help=DEGRADATION_HELP + extra)
+    """``--degradation`` (and ``--blur``, its older name: see :data:`RENAMED`)."""
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--degradation", default=default, help=DEGRADATION_HELP + extra)
+    group.add_argument("--blur", dest="degradation", action=_Renamed, default=argparse.SUPPRESS)
 
 
 def _restore_options(p: argparse.ArgumentParser) -> None:
@@ -162,8 +181,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _degrade_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("degrade", aliases=["blur"], help="write degraded copies of every image under a "
-                       "folder/bucket ('blur' is its older name)", epilog=EPILOG)
+    p = sub.add_parser("degrade", help="write degraded copies of every image under a folder/bucket",
+                       epilog=EPILOG)
     p.add_argument("--input", required=True, help="folder/bucket (or one file) of sharp images")
     p.add_argument("--output", required=True, help="output root; input paths are mirrored below it")
     _degradation(p, None, "; 'none' with --downscale makes sharp copies", required=True)
@@ -245,7 +264,7 @@ def dispatch(args: argparse.Namespace) -> str:
         from deblur.core.checkpoint import describe
         return "\n".join(f"{k}: {v:,.0f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k}: {v}"
                          for k, v in describe(args.model).items())
-    if args.command in ("degrade", "blur"):
+    if args.command == "degrade":
         from deblur.core.synth import write_degraded
         return write_degraded(_config(DegradeConfig, args))
     if args.command == "eval":
@@ -270,6 +289,11 @@ class RunFailed(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if command is not None and argv[command] in RENAMED:  # ``deblur blur``: the older name of ``degrade``
+        _warn_renamed(argv[command])
+        argv[command] = RENAMED[argv[command]]
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:

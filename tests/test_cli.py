@@ -66,12 +66,22 @@ def test_a_missing_output_bucket_or_a_file_in_the_way_fail_before_any_work(tmp_p
         assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]
 
 
-def test_older_names_still_work(tmp_path, photo_folder):
-    """`deblur blur` and `--blur` (the names before `degrade` and `--degradation`) are still accepted."""
+def test_older_names_still_work_with_a_warning_and_stay_out_of_help(tmp_path, photo_folder, capsys):
+    """`deblur blur` and `--blur` (the names before `degrade` and `--degradation`) are still accepted for one
+    release, each with a warning naming the new name, and no help lists them."""
     from deblur import cli
 
     assert cli.main(["blur", "--input", str(photo_folder), "--output", str(tmp_path / "o"), "--blur", "gaussian"]) == 0
     assert len(list((tmp_path / "o").rglob("*.png"))) == 6
+    err = capsys.readouterr().err
+    assert "'blur' is now 'degrade'" in err and "'--blur' is now '--degradation'" in err
+    for argv in ([], ["degrade"], ["train"], ["eval"]):
+        with pytest.raises(SystemExit):
+            cli.main([*argv, "--help"])
+        shown = capsys.readouterr().out
+        assert "blur}" not in shown and "--blur" not in shown and "(blur)" not in shown, shown
+    with pytest.raises(SystemExit):  # one name at a time
+        cli.main(["degrade", "--input", "x", "--output", "y", "--blur", "gaussian", "--degradation", "box"])
 
 
 class StorageDown(OSError):
