@@ -80,6 +80,7 @@ def test_older_names_still_work_with_a_warning_and_stay_out_of_help(tmp_path, ph
             cli.main([*argv, "--help"])
         shown = capsys.readouterr().out
         assert "blur}" not in shown and "--blur" not in shown and "(blur)" not in shown, shown
+    assert "\r" not in err and "degrading" not in err  # progress bars only on a terminal, not in logs
     with pytest.raises(SystemExit):  # one name at a time
         cli.main(["degrade", "--input", "x", "--output", "y", "--blur", "gaussian", "--degradation", "box"])
 

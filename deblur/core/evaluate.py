@@ -51,7 +51,7 @@ def evaluate(cfg: EvalConfig) -> str:
     noise = noise_sigma_of(deg.corruptions)
     scored, failed = [], []
     for key, pair in tqdm(list(pairs(cfg.data, cfg.paired, deg, cfg.seed, cfg.downscale, cfg.limit)),
-                          desc="evaluating", unit="img"):
+                          desc="evaluating", unit="img", disable=None):  # None: only on a terminal
         try:
             if isinstance(pair, str):
                 raise ValueError(pair)

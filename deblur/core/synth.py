@@ -73,7 +73,8 @@ def write_degraded(cfg: DegradeConfig, threads: int = 8) -> str:
         return None
 
     with ThreadPoolExecutor(threads) as pool:
-        errors = [e for e in tqdm(pool.map(one, urls), total=len(urls), desc="degrading", unit="img") if e]
+        errors = [e for e in tqdm(pool.map(one, urls), total=len(urls), desc="degrading", unit="img",
+                                  disable=None) if e]  # disable=None: a bar on a terminal only
     for e in errors:
         print(f"skipped {e}")
     return f"{len(urls) - len(errors)} degraded ({spec}) -> {output}, {len(errors)} failed"

@@ -61,7 +61,7 @@ def test_eval_scores_model_blurred_and_wiener_with_a_report(tmp_path):
     assert json.loads((again / "summary.json").read_text())["mean"] == summary["mean"]  # reproducible
 
 
-def test_paired_folders_and_small_images_in_the_articles_layout(tmp_path):
+def test_paired_folders_and_small_images_in_the_articles_layout(tmp_path, capsys):
     sharp, blurred = tmp_path / "sharp", tmp_path / "blurred"
     deg = parse_degradation("seed")
     for i in range(4):
@@ -73,6 +73,7 @@ def test_paired_folders_and_small_images_in_the_articles_layout(tmp_path):
     evaluate(EvalConfig(data=str(sharp), paired=str(blurred), output=str(out), self_ensemble=True))
     summary = _report_ok(out, 4, {"blurred", "model"})  # no kernel known: no Wiener row
     assert summary["degradation"] == "paired"
+    assert "evaluating" not in capsys.readouterr().err  # no progress bar when stderr is not a terminal
     grid = cv2.imread(str(out / "report.png"))
     assert grid.shape[0] > 3 * 28 * 4 and grid.shape[1] > 4 * 28 * 4  # rows: sharp, blurred, de-blurred
 
