@@ -90,9 +90,8 @@ def _grey(img: np.ndarray) -> np.ndarray:
     a last axis of 3 is several times slower, and this runs on every image the pipeline decodes."""
     if img.ndim == 2:
         return to_255(img) / 255.0
-    scale = 3 * {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype, 1.0)
-    g = img[..., 0].astype(np.float64)
-    g += img[..., 1]
-    g += img[..., 2]
-    g *= 1.0 / scale
+    g = to_255(img[..., 0])
+    g += to_255(img[..., 1])
+    g += to_255(img[..., 2])
+    g /= 3 * 255.0
     return g

@@ -168,7 +168,10 @@ def small_blocks(rows: int) -> Iterator[None]:
     blocks of about ``rows`` rows (by bytes: :data:`ROW_BYTES` a row): an actor task then takes about
     ``batch_size`` inputs, not a sub-folder's whole listing, and its records land as soon as it ends, so
     progress and the summary's rate follow the writes. (One-row blocks would cost ~50 ms each in Ray Data's
-    executor: 2,000 tiny files took 99 s instead of 3.) The driver's own context is restored after."""
+    executor: 2,000 tiny files took 99 s instead of 3.) The setting is the whole run's: in the split stages
+    (``--gpu``) a decoded image is far over ``rows * ROW_BYTES``, so each goes in a block of its own; the
+    split pipeline's ~20 Mpx/s on an H200 (model alone ~240) may come from that, not yet shown (README,
+    Benchmark). The driver's own context is restored after."""
     ctx = ray.data.DataContext.get_current()
     before = ctx.target_max_block_size
     ctx.target_max_block_size = rows * ROW_BYTES
