@@ -59,3 +59,76 @@ def test_importing_deblur_loads_neither_torch_nor_ray():
     code = "import sys, deblur\nprint(sorted(n for n in ('torch', 'ray', 'cv2') if n in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def _deblur_imports(module: str, path: str, known: set[str]) -> set[str]:
+    """The deblur modules ``module`` imports anywhere in its source (also inside functions)."""
+    found = set()
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n in known and n != module)
+    return found
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_circle_in_deblur():
+    """Issue 23: config, degrade, models and training imported each other (config lazily, to validate)."""
+    files = _files(PACKAGE)
+    graph = {m: _deblur_imports(m, path, set(files)) for m, path in files.items()}
+    assert "deblur.core.settings" in graph["deblur.core.degrade"]  # the graph is seen
+    assert import_cycles(graph) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_settings_is_a_leaf_and_validating_a_config_loads_no_registry():
+    files = _files(PACKAGE)
+    assert _deblur_imports("deblur.core.settings", files["deblur.core.settings"], set(files)) == set()
+    assert _deblur_imports("deblur.core.config", files["deblur.core.config"], set(files)) == {"deblur.core.settings",
+                                                                                              "deblur.core.fashion_mnist"}
+    code = ("import sys\nfrom deblur.core.config import TrainConfig, EvalConfig\n"
+            "TrainConfig('d', 'o', model='unet', loss='psnr', degradation='motion:length=9+noise:sigma=0.01')\n"
+            "EvalConfig('d', 'o', degradation='real')\n"
+            "print(sorted(n for n in ('torch', 'cv2', 'deblur.core.degrade', 'deblur.core.models') if n in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]

@@ -1,12 +1,13 @@
-"""Typed, frozen configuration: the single source of every command's defaults and choices.
+"""Typed, frozen configuration: the single source of every command's settings, defaults and help.
 
-The CLI takes its defaults from these classes and its choices from the registries they check against;
-each class validates itself on construction (``__post_init__``), so the CLI, the Python API and a Ray
-worker rebuilding a config all fail the same way, at once, with a ``ValueError``. ``train.fit`` and
-``pipeline.run`` are the only places that take a config apart; leaf functions receive plain values.
-``to_dict``/``from_dict`` carry a config to Ray workers and into checkpoints as JSON.
-
-Registries are imported when a config is checked, not when this module is, so parsing stays cheap.
+Each field is declared once, with its command-line help beside it (:func:`setting`); :mod:`deblur.cli`
+builds its flags from these fields. Names and choices come from :mod:`deblur.core.settings`, the leaf
+module: validating a config imports no registry (and no torch), so each class checks itself on
+construction (``__post_init__``) and the CLI, the Python API and a Ray worker rebuilding a config all
+fail the same way, at once, with a ``ValueError``. What only a registry knows (a blur's options, a
+model's settings) is checked by the command before Ray starts. ``train.fit`` and ``pipeline.run`` are
+the only places that take a config apart; leaf functions receive plain values. ``to_dict``/``from_dict``
+carry a config to Ray workers and into checkpoints as JSON (an unknown key is an error).
 """
 
 from __future__ import annotations
@@ -15,24 +16,20 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-T = TypeVar("T", bound="_Config")
+from deblur.core.settings import (ARTICLE_RECIPE, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADATION_HELP, DEGRADE_ON,
+                                  IMAGE_FORMATS, LOSS_NAMES, MODEL_NAMES, MULTI_FRAME, PIPELINE_FORMATS,
+                                  RESTORE_PRECISIONS, SCHEDULE_NAMES, STAGES, TRAIN_PRECISIONS, split_degradation)
 
-IMAGE_FORMATS = ("png", "jpg", "webp")
-PIPELINE_FORMATS = (*IMAGE_FORMATS, "parquet")
-STAGES = ("auto", "fused", "split")
-DEGRADE_ON = ("loader", "device")
-MULTI_FRAME = ("refuse", "first")  # a multi-page TIFF or an animated PNG/WebP: refused, or its first frame
-CHANGE_DETECTION = ("metadata", "content")  # how a rerun tells a changed input: size + mtime/ETag, or a hash
-# The names each registry must hold (checked when the registry is built), here so that parsing arguments
-# and printing help need no torch: models, losses, schedules, precisions, blurs.
-MODEL_NAMES = ("seed", "unet")
-LOSS_NAMES = ("bce", "charbonnier", "l1", "mse", "psnr")
-SCHEDULE_NAMES = ("constant", "cosine")
-PRECISION_NAMES = ("bf16", "fp16", "fp32")
-RESTORE_PRECISIONS = ("auto", *PRECISION_NAMES)  # auto: bf16 where the hardware has it (restore.bf16_hardware)
-TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware has it (restore.bf16_hardware)
-BLUR_NAMES = ("anisotropic", "blind", "defocus", "gaussian", "motion", "none", "seed", "shake", "warp", "real")
-DEFAULT_DEGRADATION = "blind+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3"  # the blind model's family
+T = TypeVar("T", bound="_Config")
+RENAMED_DEGRADATION = ("--blur",)  # the older name of --degradation: accepted with a warning until 0.2
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
+            flag: str | None = None, renamed: tuple[str, ...] = ()) -> Any:
+    """A config field and its command line: ``help`` (``%(default)s`` names the default), ``choices``,
+    ``flag`` (default ``--NAME-WITH-DASHES``), ``renamed`` (older flags, hidden and warned)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag,
+                                                        "renamed": renamed})
 
 
 def _require(ok: bool, message: str) -> None:
@@ -40,8 +37,8 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _one_of(value: str, choices: tuple[str, ...], what: str) -> None:
-    _require(value in choices, f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+def _one_of(value: Any, choices: tuple, what: str) -> None:
+    _require(value in choices, f"unknown {what} {value!r}; choose one of: {', '.join(map(str, choices))}")
 
 
 @dataclass(frozen=True)
@@ -65,10 +62,12 @@ class RestoreConfig(_Config):
     ("auto": bf16 on CPUs with AMX or AVX512-BF16 and on GPUs with bf16, fp32 elsewhere).
     The configs of the commands that restore images extend it."""
 
-    tile: int = 512
-    tile_pad: int = 32
-    self_ensemble: bool = False
-    precision: str = "auto"
+    tile: int = setting(512, "largest tile side; bigger images go in tiles (default: %(default)s)")
+    tile_pad: int = setting(32, "context kept around each tile (default: %(default)s)")
+    self_ensemble: bool = setting(False, "average the model over the 8 flips/rotations of each image (8x the compute)")
+    precision: str = setting("auto", "numeric precision of the model (autocast; default: %(default)s, bf16 on CPUs "
+                             "with AMX or AVX512-BF16 and GPUs with bf16, fp32 elsewhere; the summary says which ran)",
+                             choices=RESTORE_PRECISIONS)
 
     def __post_init__(self) -> None:
         _one_of(self.precision, RESTORE_PRECISIONS, "precision")
@@ -81,10 +80,13 @@ class RestoreConfig(_Config):
 
 
 def check_degradation(spec: str) -> None:
-    """Raise ValueError when ``spec`` is not a valid degradation spec."""
-    from deblur.core.degrade import parse_degradation
+    """Raise ValueError when ``spec`` is not a degradation spec: unknown names, options without values,
+    values that are not numbers or ranges (each option's name and bounds: ``parse_degradation``)."""
+    split_degradation(spec)
 
-    parse_degradation(spec)
+
+def _init_says(what: str) -> str:
+    return f" (default: with --init, its checkpoint's; else {ARTICLE_RECIPE[what]})"
 
 
 @dataclass(frozen=True)
@@ -103,39 +105,56 @@ class TrainConfig(_Config):
     share of crops cut from a blend of two images.
     """
 
-    data: str
-    output: str
-    model: str = "seed"
-    channels: int = 1
-    model_options: dict[str, Any] | None = None
-    degradation: str | None = None  # None: the recipe's (ARTICLE_RECIPE, or what ``init`` records)
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float | None = None
-    loss: str | None = None
-    schedule: str = "constant"
-    flips: bool = False
-    patch_size: int | None = None
-    patches_per_image: int = 1
-    val_fraction: float = 0.1
-    val_data: str | None = None
-    workers: int = 1
-    gpu: bool = False
-    cache: bool = True
-    seed: int = 0
-    keep_checkpoints: int = 3
-    checkpoint_every: int = 1
-    worker_resources: dict[str, float] | None = None
-    steps: int = 0
-    minutes: float = 0.0
-    val_every: int = 500
-    loader_workers: int = 2
-    init: str | None = None
-    clip: float = 0.0
-    degrade_on: str = "loader"
-    mixup: float = 0.0
-    precision: str = "auto"
-    val_crops: int = 1
+    data: str = setting(help="folder/bucket of sharp images, or fashion-mnist[:URI]")
+    output: str = setting(help="training output: checkpoints land in OUTPUT/epoch_NNNN (by epochs) or "
+                          "OUTPUT/step_NNNNNNNN (by steps or minutes); rerunning with the same output resumes")
+    model: str = setting("seed", "architecture (default: %(default)s)", choices=MODEL_NAMES)
+    channels: int = setting(1, "model channels (default: %(default)s)", choices=(1, 3))
+    model_options: dict[str, Any] | None = setting(None, "extra model setting KEY=VALUE (JSON value), e.g. width=16; "
+                                                   "repeatable", flag="--model-option")
+    degradation: str | None = setting(None, DEGRADATION_HELP + " (default: with --init, the one its checkpoint "
+                                      f"records; else {ARTICLE_RECIPE['degradation']}, the article's 3x3 Gaussian; "
+                                      f"the default model's is {DEFAULT_DEGRADATION})", renamed=RENAMED_DEGRADATION)
+    epochs: int = setting(10, "total epochs (default: %(default)s)")
+    batch_size: int = setting(64, "global batch size (default: %(default)s)")
+    lr: float | None = setting(None, "Adam learning rate (default: with --init, a third of its checkpoint's; else "
+                               f"{ARTICLE_RECIPE['lr']})")
+    loss: str | None = setting(None, "loss" + _init_says("loss"), choices=LOSS_NAMES)
+    schedule: str = setting("constant", "learning rate: constant, or warm-up then cosine decay over the run "
+                            "(default: %(default)s)", choices=SCHEDULE_NAMES)
+    flips: bool = setting(False, "random flips/rotations of each training crop")
+    patch_size: int | None = setting(None, "random crop size" + _init_says("patch_size"))
+    patches_per_image: int = setting(1, "random crops per image per epoch (default: %(default)s)")
+    val_fraction: float = setting(0.1, "validation share of a folder (default: %(default)s)")
+    val_data: str | None = setting(None, "separate folder/bucket of validation images")
+    workers: int = setting(1, "data-parallel training workers (default: %(default)s)")
+    gpu: bool = setting(False, "one GPU per worker, nccl")
+    cache: bool = setting(True, "stream images from Ray Data every epoch instead of caching them in worker memory",
+                          flag="--no-cache")
+    seed: int = setting(0, "random seed for crops and degradations (default: %(default)s)")
+    keep_checkpoints: int = setting(3, "best checkpoints kept (default: %(default)s)")
+    checkpoint_every: int = setting(1, "epochs between checkpoints (default: %(default)s)")
+    worker_resources: dict[str, float] | None = setting(None, "extra Ray resources per training worker, as JSON, "
+                                                        "e.g. '{\"accelerator_type:A10G\": 0.001}'")
+    steps: int = setting(0, "train by steps instead of epochs: total optimiser steps on endless random crops "
+                         "(default: by epochs)")
+    minutes: float = setting(0.0, "train by time instead: stop at the first validation after this many minutes "
+                             "(the schedule follows the clock)")
+    val_every: int = setting(500, "with --steps/--minutes: steps between validations and checkpoints "
+                             "(default: %(default)s)")
+    loader_workers: int = setting(2, "with --steps/--minutes: crop-degrading processes per training worker "
+                                  "(default: %(default)s)")
+    init: str | None = setting(None, "start from this checkpoint's weights (its model and settings): fine-tuning")
+    clip: float = setting(0.0, "gradient norm clipping (0: off; default: %(default)s)")
+    degrade_on: str = setting("loader", "with --steps/--minutes: where blur and noise are applied to crops, in the "
+                              "loader or on the training device (default: %(default)s)", choices=DEGRADE_ON)
+    mixup: float = setting(0.0, "with --steps/--minutes: share of crops cut from a blend of two same-sized images "
+                           "(blur is linear; default: %(default)s)")
+    precision: str = setting("auto", "autocast of the forward pass, fp32 master weights; auto: bf16 on GPUs and CPUs "
+                             "that compute it natively (AMX, AVX512-BF16), else fp32 (default: %(default)s)",
+                             choices=TRAIN_PRECISIONS)
+    val_crops: int = setting(1, "validation crops per image: the centre, then seeded places, each with its own "
+                             "degradation draw (default: %(default)s)")
 
     @property
     def by_steps(self) -> bool:
@@ -151,28 +170,25 @@ class TrainConfig(_Config):
         return data + ([self.val_data] if self.val_data else [])
 
     def __post_init__(self) -> None:
-        from deblur.core import models, training
-
-        if not self.init:
-            models.check(self.model, {"channels": self.channels, **(self.model_options or {})})
+        _one_of(self.model, MODEL_NAMES, "model")
+        _one_of(self.channels, (1, 3), "channels")
         _one_of(self.degrade_on, DEGRADE_ON, "degrade-on")
         _one_of(self.precision, TRAIN_PRECISIONS, "precision")
+        _one_of(self.schedule, SCHEDULE_NAMES, "schedule")
+        if self.loss is not None:
+            _one_of(self.loss, LOSS_NAMES, "loss")
+        if self.degradation is not None:
+            check_degradation(self.degradation)
         _require(self.steps >= 0 and self.minutes >= 0, "steps and minutes must be >= 0")
         _require(self.val_every >= 1 and self.loader_workers >= 0, "val-every must be >= 1, loader-workers >= 0")
         _require(self.clip >= 0, f"clip must be >= 0, got {self.clip}")
         _require(0 <= self.mixup <= 1, f"mixup must be in [0, 1], got {self.mixup}")
-        if self.degradation is not None:
-            check_degradation(self.degradation)
-        if self.loss is not None:
-            training.LOSSES[self.loss]
-        training.SCHEDULES[self.schedule]
         for name in ("epochs", "batch_size", "patch_size", "patches_per_image", "workers", "keep_checkpoints",
                      "checkpoint_every", "val_crops"):
             value = getattr(self, name)
             _require(value is None or value >= 1, f"{name.replace('_', '-')} must be >= 1, got {value}")
         _require(self.lr is None or self.lr > 0, f"learning rate must be > 0, got {self.lr}")
         _require(0 <= self.val_fraction < 1, f"val-fraction must be in [0, 1), got {self.val_fraction}")
-
 
     def with_recipe(self, recorded: dict[str, Any] | None = None) -> tuple[TrainConfig, str]:
         """(this config with every recipe setting filled, a line naming each and where it came from).
@@ -198,31 +214,42 @@ class TrainConfig(_Config):
         return dataclasses.replace(self, **values), "recipe: " + ", ".join(said)
 
 
-ARTICLE_RECIPE = {"degradation": "seed", "loss": "mse", "lr": 1e-3, "patch_size": 64}  # TrainConfig's without init
-
-
 @dataclass(frozen=True)
 class PipelineConfig(RestoreConfig):
     """``deblur run``: the pipeline that de-blurs every image under ``input`` into ``output`` (Ray Data)."""
 
-    input: str
-    output: str
-    model: str | None = None
-    format: str = "png"
-    workers: int = 1
-    gpu: bool = False
-    batch_size: int = 4
-    overwrite: bool = False
-    verify_outputs: bool = True
-    fail_on_error: bool = False
-    max_megapixels: float = 200.0
-    input_column: str | None = None
-    actor_resources: dict[str, float] | None = None
-    worker_memory: float = 0.0  # GB of memory Ray reserves per model actor (0: none reserved)
-    stages: str = "auto"
-    read_roots: tuple[str, ...] | None = None  # None: none (the CLI's default)
-    multi_frame: str = "refuse"
-    detect_changes: str = "metadata"
+    input: str = setting(help="folder/bucket (or one file) of blurred images")
+    output: str = setting(help="output root; input paths are mirrored below it")
+    model: str | None = setting(None, "checkpoint directory, or a training output (its best checkpoint); default: "
+                                "the bundled model")
+    format: str = setting("png", "one image file per input, or Parquet rows with the encoded PNG (default: "
+                          "%(default)s)", choices=PIPELINE_FORMATS)
+    workers: int = setting(1, "model actors (default: %(default)s)")
+    gpu: bool = setting(False, "one GPU per model actor")
+    batch_size: int = setting(4, "images per actor task: results land (and progress moves) a batch at a time; raise "
+                              "it for many small images, which then share model calls (default: %(default)s)")
+    overwrite: bool = setting(False, "redo inputs the manifest already records as done")
+    verify_outputs: bool = setting(True, "trust the manifest: do not list the output to redo outputs deleted since "
+                                   "their run", flag="--no-verify-outputs")
+    fail_on_error: bool = setting(False, "exit 1 when any input failed")
+    max_megapixels: float = setting(200.0, "inputs larger than this are refused with an error record (0: no limit; "
+                                    "default: %(default)s)")
+    input_column: str | None = setting(None, "read --input as a Parquet dataset whose column of this name holds "
+                                       "encoded images (a 'path' column, if any, names them)")
+    actor_resources: dict[str, float] | None = setting(None, "extra Ray resources per model actor, as JSON")
+    worker_memory: float = setting(0.0, "GB of memory Ray reserves for each model actor, so that it schedules by "
+                                   "memory instead of running out of it: about 0.6 GB plus 3x the decoded size of "
+                                   "the largest image (0: none; default: %(default)s)")
+    stages: str = setting("auto", "split: decode and encode in CPU tasks, the model alone in its actors (default "
+                          "with --gpu); fused: all in one actor (default on CPU)", choices=STAGES)
+    read_roots: tuple[str, ...] | None = setting(None, "with --input-column: a folder/bucket that rows without image "
+                                                 "bytes may name by path, besides the dataset's own folder; "
+                                                 "repeatable", flag="--read-root")
+    multi_frame: str = setting("refuse", "a multi-page TIFF or animated PNG/WebP: refused with an error record, or "
+                               "its first frame de-blurred (default: %(default)s)", choices=MULTI_FRAME)
+    detect_changes: str = setting("metadata", "how a rerun tells a changed input: size and modification time/ETag, "
+                                  "or a hash of its content (reads every input again; for tools that restore "
+                                  "modification times) (default: %(default)s)", choices=CHANGE_DETECTION)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "read_roots", tuple(self.read_roots or ()))
@@ -241,17 +268,20 @@ class PipelineConfig(RestoreConfig):
 class EvalConfig(RestoreConfig):
     """``deblur eval``: score a model, the degraded input and Wiener deconvolution against sharp images."""
 
-    data: str
-    output: str
-    model: str | None = None
-    degradation: str | None = None  # None: the model's own training degradation (see evaluate)
-    paired: str | None = None
-    seed: int = 0
-    downscale: float = 1.0
-    crop_border: int = 0
-    y_channel: bool = False
-    limit: int = 0
-    report_images: int = 6
+    data: str = setting(help="folder/bucket of sharp images")
+    output: str = setting(help="folder for metrics.parquet, summary.json, report.png/.html")
+    model: str | None = setting(None, "checkpoint directory or training output (default: the bundled model)")
+    degradation: str | None = setting(None, DEGRADATION_HELP + " (default: the one the model was trained on, "
+                                      f"recorded in its checkpoint; else {DEFAULT_DEGRADATION})",
+                                      renamed=RENAMED_DEGRADATION)
+    paired: str | None = setting(None, "folder of already degraded images named as in --data (instead of "
+                                 "--degradation)")
+    seed: int = setting(0, "random seed of the degradations (default: %(default)s)")
+    downscale: float = setting(1.0, "shrink sharp images by this factor first (default: %(default)s)")
+    crop_border: int = setting(0, "pixels dropped at each edge before scoring (default: %(default)s)")
+    y_channel: bool = setting(False, "score the luma (Y of YCbCr) of colour images")
+    limit: int = setting(0, "evaluate the first N images only (default: all)")
+    report_images: int = setting(6, "images shown in report.png (default: %(default)s)")
 
     def __post_init__(self) -> None:
         if self.degradation is not None:
@@ -266,12 +296,13 @@ class EvalConfig(RestoreConfig):
 class DegradeConfig(_Config):
     """``deblur degrade``: write a degraded copy of every image under ``input`` below ``output``."""
 
-    input: str
-    output: str
-    degradation: str
-    downscale: float = 1.0
-    seed: int = 0
-    format: str = "png"
+    input: str = setting(help="folder/bucket (or one file) of sharp images")
+    output: str = setting(help="output root; input paths are mirrored below it")
+    degradation: str = setting(help=DEGRADATION_HELP + "; 'none' with --downscale makes sharp copies",
+                               renamed=RENAMED_DEGRADATION)
+    downscale: float = setting(1.0, "shrink inputs by this factor first (default: %(default)s)")
+    seed: int = setting(0, "random seed; each image's draws also depend on its path (default: %(default)s)")
+    format: str = setting("png", "output format (default: %(default)s)", choices=IMAGE_FORMATS)
 
     def __post_init__(self) -> None:
         check_degradation(self.degradation)

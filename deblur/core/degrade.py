@@ -3,7 +3,7 @@
 Images are float32 in [0, 1], HW or HWC (numpy, OpenCV layout, RGB). A degradation is named by a spec
 ``BLUR[:key=value,...][+CORRUPTION[:key=value,...]]...``; a value ``a..b`` is a range sampled uniformly
 per image, e.g. ``motion:length=9+noise:sigma=0.005``. Blurs live in :mod:`deblur.core.kernels`; ``blind``
-is the blur family the default model learns, and :data:`deblur.core.config.DEFAULT_DEGRADATION` its whole training
+is the blur family the default model learns, and :data:`deblur.core.settings.DEFAULT_DEGRADATION` its whole training
 degradation (blind blur, noise, JPEG). Kernels are built once per image and applied with OpenCV's
 ``filter2D`` with reflective borders.
 """
@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from deblur.core.camera import CameraPath, RealisticBlur, WarpBlur, warp_average
-from deblur.core.config import BLUR_NAMES
 from deblur.core.image import from_float, imencode, to_float
 from deblur.core.kernels import KERNEL_BLURS, Range, draw
 from deblur.core.registry import Registry
+from deblur.core.settings import BLUR_NAMES, CORRUPTION_NAMES, split_degradation
 
 Drawn = np.ndarray | CameraPath  # what a blur draws for one image: a kernel, or a camera path
 
@@ -171,7 +171,8 @@ class PoissonNoise(Corruption):
         return np.clip(out + rng.standard_normal(img.shape, dtype=np.float32) * sigma, 0.0, 1.0)
 
 
-CORRUPTIONS: Registry[type] = Registry("corruption", {c.name: c for c in (Noise, PoissonNoise, Jpeg, Quantize)})
+CORRUPTIONS: Registry[type] = Registry("corruption", {c.name: c for c in (Noise, PoissonNoise, Jpeg, Quantize)},
+                                         CORRUPTION_NAMES)
 BLURS: Registry[type[Blur]] = Registry("blur", {b.name: b for b in (*KERNEL_BLURS, WarpBlur, RealisticBlur)}, BLUR_NAMES)
 
 
@@ -213,26 +214,25 @@ def _parse_value(field: dataclasses.Field, text: str) -> Any:
     return float(text)
 
 
-def _parse_part(part: str, registry: Registry[type]) -> Any:
-    name, _, args = part.strip().partition(":")
+def _build_part(name: str, options: dict[str, str], registry: Registry[type]) -> Any:
     cls, kind = registry[name], registry.kind
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
-    for item in filter(None, args.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or key.strip() not in fields:
-            raise ValueError(f"bad {kind} option {item!r} for {name!r}; options: {', '.join(fields) or 'none'}")
+    for key, value in options.items():
+        if key not in fields:
+            raise ValueError(f"bad {kind} option {key!r} for {name!r}; options: {', '.join(fields) or 'none'}")
         try:
-            kwargs[key.strip()] = _parse_value(fields[key.strip()], value.strip())
+            kwargs[key] = _parse_value(fields[key], value)
         except ValueError:
-            raise ValueError(f"bad value in {kind} option {item!r}") from None
+            raise ValueError(f"bad value in {kind} option '{key}={value}'") from None
     return cls(**kwargs)
 
 
 def parse_degradation(spec: str) -> Degradation:
     """Build a degradation from its spec (see module docstring); raises ValueError when the spec is bad."""
-    first, *rest = spec.split("+")
-    deg = Degradation(_parse_part(first, BLURS), tuple(_parse_part(p, CORRUPTIONS) for p in rest))
+    (blur, blur_options), *rest = split_degradation(spec)
+    deg = Degradation(_build_part(blur, blur_options, BLURS),
+                      tuple(_build_part(name, options, CORRUPTIONS) for name, options in rest))
     deg.draw_blur(np.random.default_rng(0))  # fail now on a bad value, not in a Ray worker
     return deg
 

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from deblur.core import checkpoint, metrics
-from deblur.core.config import DEFAULT_DEGRADATION, EvalConfig
+from deblur.core.config import EvalConfig
+from deblur.core.settings import DEFAULT_DEGRADATION
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, from_float, to_float, to_hwc
 from deblur.core.report import write_report

@@ -15,9 +15,9 @@ class Registry(Generic[T]):
     """A read-only mapping of names to ``T`` that raises on unknown names; ``kind`` names it in errors."""
 
     def __init__(self, kind: str, entries: dict[str, T], choices: tuple[str, ...] | None = None) -> None:
-        """``choices``: the names :mod:`deblur.core.config` declares for this registry; they must match."""
+        """``choices``: the names :mod:`deblur.core.settings` declares for this registry; they must match."""
         if choices is not None and sorted(choices) != sorted(entries):
-            raise RuntimeError(f"{kind} registry {sorted(entries)} does not match deblur/core/config.py's "
+            raise RuntimeError(f"{kind} registry {sorted(entries)} does not match deblur/core/settings.py's "
                                f"{sorted(choices)}")
         self.kind = kind
         self._entries = dict(entries)

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 
 from deblur.core import checkpoint, flips, tiles
-from deblur.core.config import PRECISION_NAMES, RestoreConfig
+from deblur.core.config import RestoreConfig
+from deblur.core.settings import PRECISION_NAMES
 from deblur.core.registry import Registry
 
 log = logging.getLogger(__name__)

@@ -63,6 +63,9 @@ def fit(cfg: TrainConfig) -> str:
     check_input(*cfg.sources())  # bad input fails before Ray starts
     recorded = checkpoint.load(checkpoint.resolve(cfg.init))[1] if cfg.init else None  # unreadable: fails now
     cfg, recipe = cfg.with_recipe(recorded)
+    parse_degradation(cfg.degradation)  # what only the registries know: each option's name and bounds
+    if not cfg.init:
+        models.check(cfg.model, {"channels": cfg.channels, **(cfg.model_options or {})})
     print(recipe, flush=True)
     check_output(cfg.output)  # last: it writes (a probe)
     ensure_ray()

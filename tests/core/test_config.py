@@ -5,11 +5,9 @@ import dataclasses
 
 import pytest
 
-from deblur.cli import parser
+from deblur.cli import COMMANDS, parser
 from deblur.core.config import DegradeConfig, EvalConfig, PipelineConfig, RestoreConfig, TrainConfig
 from deblur.core.registry import Registry
-
-COMMANDS = {"train": TrainConfig, "run": PipelineConfig, "eval": EvalConfig, "degrade": DegradeConfig}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -22,6 +20,41 @@ def test_the_cli_takes_every_default_from_the_config(command):
             continue
         default = flags[field.name].default
         assert default == field.default, f"{command} --{field.name}: cli {default!r} vs config {field.default!r}"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_each_setting_is_one_flag_whose_help_and_choices_are_the_configs(command):
+    """Issue 23: flags, defaults, choices and help were written in cli.py beside config.py (the help drifted)."""
+    sub = parser()._subparsers._group_actions[0].choices[command]
+    visible = [a for a in sub._actions if a.help != argparse.SUPPRESS and a.dest != "help"]
+    fields = {f.name: f for f in dataclasses.fields(COMMANDS[command])}
+    assert sorted(a.dest for a in visible) == sorted(fields)  # every setting a flag, no flag without a setting
+    for action in visible:
+        meta = fields[action.dest].metadata
+        assert action.help == meta["help"] and action.help, action.dest
+        assert tuple(action.choices or ()) == tuple(meta["choices"] or ()), action.dest
+
+
+def test_the_degradation_help_names_every_blur_and_corruption():
+    """Issue 23: the hand-written help had lost ``poisson``."""
+    from deblur.core import degrade
+
+    help = dataclasses.fields(TrainConfig)[[f.name for f in dataclasses.fields(TrainConfig)].index("degradation")]
+    for name in (*degrade.BLURS, *degrade.CORRUPTIONS):
+        assert name in help.metadata["help"], name
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("gaussain", "unknown blur 'gaussain'"), ("motion+nosie", "unknown corruption 'nosie'"),
+    ("motion:length", "expected KEY=VALUE"), ("motion:length=9..x", "bad value"),
+])
+def test_a_degradation_spec_is_checked_without_the_registries(spec, message):
+    from deblur.core.settings import split_degradation
+
+    with pytest.raises(ValueError, match=message):
+        split_degradation(spec)
+    with pytest.raises(ValueError, match=message):
+        EvalConfig("d", "o", degradation=spec)
 
 
 def test_pipeline_and_eval_restore_defaults_are_the_restore_configs():
@@ -66,12 +99,12 @@ def test_a_registry_must_hold_the_names_config_declares():
         Registry("thing", {"a": 1}, ("a", "b"))
 
 
-def test_every_registry_holds_what_config_declares():
-    from deblur.core import config, degrade, models, restore, training
+def test_every_registry_holds_what_settings_declares():
+    from deblur.core import degrade, models, restore, settings, training
 
-    for registry, names in ((models.REGISTRY, config.MODEL_NAMES), (training.LOSSES, config.LOSS_NAMES),
-                            (training.SCHEDULES, config.SCHEDULE_NAMES), (restore.PRECISIONS, config.PRECISION_NAMES),
-                            (degrade.BLURS, config.BLUR_NAMES)):
+    for registry, names in ((models.REGISTRY, settings.MODEL_NAMES), (training.LOSSES, settings.LOSS_NAMES),
+                            (training.SCHEDULES, settings.SCHEDULE_NAMES), (restore.PRECISIONS, settings.PRECISION_NAMES),
+                            (degrade.BLURS, settings.BLUR_NAMES), (degrade.CORRUPTIONS, settings.CORRUPTION_NAMES)):
         assert registry.names() == sorted(names)
 
 
@@ -79,7 +112,7 @@ def test_init_inherits_the_recipe_its_checkpoint_records_and_each_setting_can_be
     """Issue 21: `deblur train --init deblur/assets/default` with no recipe flags trained on the article's blur
     with MSE at lr 1e-3 and took the shipped model from 33.66 to 31.15 dB in 20 steps."""
     from deblur.core import checkpoint
-    from deblur.core.config import ARTICLE_RECIPE
+    from deblur.core.settings import ARTICLE_RECIPE
 
     shipped = checkpoint.read_config(checkpoint.BUNDLED)
     cfg, line = TrainConfig(data="d", output="o", init=checkpoint.BUNDLED).with_recipe(shipped)

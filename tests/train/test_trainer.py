@@ -63,10 +63,13 @@ def test_every_model_trains_with_the_modern_recipe(ray_cluster, photo_folder, tm
 @pytest.mark.parametrize("field, value, message", [
     ("degradation", "box", "unknown blur"), ("model", "nope", "unknown model"), ("loss", "l7", "unknown loss"),
     ("schedule", "step", "unknown schedule"), ("model_options", {"depth": 3}, "bad model option"),
+    ("degradation", "motion:lenght=9", "bad blur option 'lenght'"),
     ("epochs", 0, "epochs must be >= 1"), ("val_fraction", 1.0, "val-fraction")])
 def test_bad_settings_fail_before_any_work(photo_folder, tmp_path, field, value, message):
+    """Names and shapes fail when the config is built; what only a registry knows (a model's settings, a
+    blur's options) when training starts, before Ray or any output."""
     with pytest.raises(ValueError, match=message):
-        TrainConfig(data=str(photo_folder), output=str(tmp_path / "run"), **{field: value})
+        fit(TrainConfig(data=str(photo_folder), output=str(tmp_path / "run"), **{field: value}))
     assert not (tmp_path / "run").exists()
 
 
