@@ -125,6 +125,23 @@ def seed_checkpoint(tmp_path_factory) -> str:
     return str(path)
 
 
+def random_model(name: str, channels: int = 3, seed: int = 0):
+    """The registered model ``name`` in eval mode with random weights far from the identity (a fresh
+    U-Net is the identity: its last layer starts at zero), so that a comparison of two outputs can fail."""
+    import torch
+
+    from deblur.core import models
+
+    torch.manual_seed(seed)
+    model = models.build(name, channels=channels).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+        x = torch.rand(1, channels, 24, 24)
+        assert (model(x) - x).abs().mean() > 0.01, f"{name} is still close to the identity"
+    return model
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """A small folder of sharp images: mixed sizes, grey and colour, nested."""
