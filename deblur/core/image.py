@@ -8,12 +8,14 @@ Model inputs and outputs are float32 in [0, 1]: HWC numpy arrays, or NCHW torch 
 from __future__ import annotations
 
 import io
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch  # only the two tensor helpers need it: decoding in a Ray task does not pay torch's import
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP")  # Pillow's names of the formats read (MPO: a camera
@@ -196,6 +198,8 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 def to_tensor(images: list[np.ndarray] | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """Same-sized HWC float32 images -> NCHW float32 tensor on ``device``."""
+    import torch
+
     arr = np.stack(images) if isinstance(images, list) else images
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).to(device)
 

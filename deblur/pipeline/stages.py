@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from deblur.core import restore, tiles
 from deblur.core.image import decode_with_metadata, encode
 from deblur.core.metrics import sharpness
 from deblur.core.storage import filesystem, read_bytes, write_atomic
@@ -76,6 +75,8 @@ class ModelStage:
     one size share model calls) and names the precision it ran in."""
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any]) -> None:
+        from deblur.core import restore  # here, not above: the decode and write tasks need no torch
+
         device = restore.default_device() if gpu else "cpu"
         self.restorer = restore.load(checkpoint_uri, device, **options)
 
@@ -168,6 +169,8 @@ class FusedStage(ModelStage):
                  decode: dict[str, Any], budget: int = 0) -> None:
         super().__init__(checkpoint_uri, gpu, options)
         self.sink, self.decode = sink, decode
+        from deblur.core import tiles
+
         self.budget = budget or tiles.budget(self.restorer.device)
 
     def __call__(self, batch: Batch) -> Batch:
