@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"deblur: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: training aborts its run first; the pipeline's manifest keeps what is done
+        print("deblur: interrupted", file=sys.stderr)
+        return 130
     except RunFailed as e:
         print(e)
         print("deblur: error: some inputs failed; the manifest has each error", file=sys.stderr)

@@ -15,11 +15,14 @@ another checkpoint's weights."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import posixpath
+import signal
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from typing import Iterator
@@ -79,7 +82,7 @@ def fit(cfg: TrainConfig) -> str:
         train_ds = train_ds.materialize()
     if val_ds.count() == 0 or ((cfg.cache or cfg.by_steps) and train_ds.count() == 0):
         raise ValueError("no training or validation images; use --val-data or a larger --val-fraction")
-    trainer = TorchTrainer(
+    trainer = _Trainer(
         train_loop,
         train_loop_config=cfg.to_dict(),
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
@@ -89,6 +92,30 @@ def fit(cfg: TrainConfig) -> str:
     )
     trainer.fit()
     return checkpoint.resolve(cfg.output)
+
+
+class _Trainer(TorchTrainer):
+    """Ray's ``TorchTrainer`` with a Ctrl-C that ends the caller too. Ray's own handler aborts the run
+    gracefully but stays installed after ``fit`` and swallows the interrupt, so a process that trained once
+    (a test suite, a notebook) could no longer be stopped with Ctrl-C. Here Ctrl-C aborts the run the same
+    way, then raises ``KeyboardInterrupt``, and the handler before ``fit`` comes back when it returns."""
+
+    def _register_sigint_handler(self, controller) -> None:  # Ray's hook (ray.train.v2 DataParallelTrainer)
+        def abort(signum, frame) -> None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: no wait for the abort
+            with contextlib.suppress(Exception):
+                ray.get(controller.abort.remote(), timeout=30)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, abort)
+
+    def fit(self):
+        previous = signal.getsignal(signal.SIGINT)
+        try:
+            return super().fit()
+        finally:
+            if threading.current_thread() is threading.main_thread() and previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:

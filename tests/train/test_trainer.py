@@ -1,5 +1,8 @@
 import json
 import os
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -140,3 +143,27 @@ def test_a_foreign_checkpoint_fine_tunes_resumes_exactly_and_loads_back(ray_clus
     assert sorted(os.listdir(best)) == ["config.json", "model.safetensors", "optimizer.pt"]
     before, after = random_weights(nafnet), checkpoint.load_state(best)[0]
     assert sorted(after) == sorted(before) and any(not torch.equal(after[k], before[k]) for k in before)  # trained
+
+
+def test_ctrl_c_aborts_the_run_and_reaches_the_caller(ray_cluster, photo_folder, tmp_path):
+    """Ray Train's own handler aborts the run but swallows Ctrl-C and stays installed after fit: a test suite
+    (or a notebook) that trained once went on after Ctrl-C. Now the interrupt reaches the caller, and the
+    handler from before the fit is back afterwards."""
+    before, output = signal.getsignal(signal.SIGINT), tmp_path / "run"
+
+    def interrupt_once_training() -> None:  # Ctrl-C once the first checkpoint is written: mid-run
+        deadline = time.time() + 300
+        while not (output.exists() and any(p.name.startswith("step_") for p in output.iterdir())):
+            if time.time() > deadline:
+                return
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_once_training, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        fit(TrainConfig(data=str(photo_folder), val_data=str(photo_folder), output=str(output), model="seed",
+                        steps=100_000, val_every=2, batch_size=4, patch_size=32, degradation="gaussian:sigma=1",
+                        loader_workers=0))
+    assert signal.getsignal(signal.SIGINT) is before
+    assert max(_steps(output)) < 100_000
