@@ -53,12 +53,14 @@ def write_idx(array: np.ndarray, compress: bool = True) -> bytes:
     return gzip.compress(data, mtime=0) if compress else data
 
 
-def fetch_fashion_mnist(cache_dir: str, base_url: str = FASHION_MNIST_URL,
+def fetch_fashion_mnist(cache_dir: str, base_url: str | None = None,
                         checksums: dict[str, str] = FASHION_MNIST_MD5) -> str:
-    """Download the Fashion-MNIST IDX files from ``base_url`` once into ``cache_dir``; verify MD5s.
+    """Download the Fashion-MNIST IDX files from ``base_url`` (default: ``$DEBLUR_FASHION_MNIST_URL``, a
+    mirror, else :data:`FASHION_MNIST_URL`) once into ``cache_dir``; verify MD5s.
 
     Files already in the cache are verified, not fetched again. Raises ValueError on a mismatch.
     """
+    base_url = base_url or os.environ.get("DEBLUR_FASHION_MNIST_URL", FASHION_MNIST_URL)
     os.makedirs(cache_dir, exist_ok=True)
     for name, md5 in checksums.items():
         target = os.path.join(cache_dir, name)
@@ -81,11 +83,16 @@ def _verify(name: str, data: bytes, md5: str) -> None:
         raise ValueError(f"checksum mismatch for {name}: expected md5 {md5}, got {got}")
 
 
+def default_cache() -> str:
+    """Where the download is kept: ``~/.cache/deblur/fashion-mnist``."""
+    return os.path.expanduser("~/.cache/deblur/fashion-mnist")
+
+
 def load_fashion_mnist(source: str | None, cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) uint8 image arrays, N x 28 x 28, from a folder/bucket of the four IDX files, or
-    downloaded into ``cache_dir`` (default ``~/.cache/deblur/fashion-mnist``) when ``source`` is None."""
+    downloaded into ``cache_dir`` (default :func:`default_cache`) when ``source`` is None."""
     if source is None:
-        source = fetch_fashion_mnist(cache_dir or os.path.expanduser("~/.cache/deblur/fashion-mnist"))
+        source = fetch_fashion_mnist(cache_dir or default_cache())
     fs, root = filesystem(source)
     out = []
     for split in ("train", "t10k"):

@@ -40,6 +40,7 @@ from ray.train.torch import TorchTrainer
 from deblur.core import checkpoint, models
 from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
+from deblur.core.fashion_mnist import FASHION_MNIST, default_cache, fetch_fashion_mnist
 from deblur.core.image import to_channels, to_float
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
@@ -70,6 +71,8 @@ def fit(cfg: TrainConfig) -> str:
     if not cfg.init:
         models.check(cfg.model, {"channels": cfg.channels, **(cfg.model_options or {})})
     print(recipe, flush=True)
+    if cfg.data == FASHION_MNIST:  # the download (or the cache's check) before Ray: no network fails in a second
+        fetch_fashion_mnist(default_cache())
     check_output(cfg.output)  # last: it writes (a probe)
     ensure_ray()
     if cfg.gpu:

@@ -167,3 +167,15 @@ def test_ctrl_c_aborts_the_run_and_reaches_the_caller(ray_cluster, photo_folder,
                         loader_workers=0))
     assert signal.getsignal(signal.SIGINT) is before
     assert max(_steps(output)) < 100_000
+
+
+def test_the_fashion_mnist_download_fails_before_ray_and_any_output(tmp_path, monkeypatch):
+    """Issue 23: without a network, --data fashion-mnist failed only after Ray had started. (An empty cache
+    folder makes it download; from a mirror that refuses connections.)"""
+    from tests.conftest import _free_port
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DEBLUR_FASHION_MNIST_URL", f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(Exception, match="Cannot connect|refused"):
+        fit(TrainConfig(data="fashion-mnist", output=str(tmp_path / "run"), epochs=1))
+    assert not (tmp_path / "run").exists()
