@@ -24,6 +24,25 @@ STORAGE_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AW
 JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's entrypoint: its runtime env is the job's
 
 
+TOKEN_FILE = os.path.join("~", ".ray", "auth_token")  # where Ray keeps its token (`ray get-auth-token`)
+
+
+def use_token_if_present() -> bool:
+    """Turn on Ray's token authentication for this client when a token is where Ray looks for one
+    (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, :data:`TOKEN_FILE`) and ``RAY_AUTH_MODE`` was not chosen;
+    returns whether token authentication is on. Every command that reaches a cluster (the CLI, the jobs,
+    jobs/submit.py) calls this first, so a head started the README's way answers all of them alike."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is None and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                         or os.path.exists(os.path.expanduser(TOKEN_FILE))):
+        os.environ["RAY_AUTH_MODE"] = mode = "token"
+        if "ray" in sys.modules:  # Ray read its settings when imported: refresh them (as Ray's own CLI does)
+            from ray._raylet import Config
+
+            Config.initialize("")
+    return mode == "token"
+
+
 def storage_env() -> dict[str, str]:
     """The :data:`STORAGE_SETTINGS` set in this process."""
     return {k: os.environ[k] for k in STORAGE_SETTINGS if os.environ.get(k)}
@@ -52,6 +71,8 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     address = existing_cluster()
+    if address:
+        use_token_if_present()
     loud = verbose()
     if not loud:
         _quiet_processes()

@@ -27,7 +27,6 @@ import yaml
 from _entry import use_package
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN_FILE = os.path.join("~", ".ray", "auth_token")  # Ray's default place
 GOING, OK = ("PENDING", "RUNNING"), "SUCCEEDED"
 
 
@@ -42,16 +41,6 @@ def runtime_env() -> dict:
     if passed:
         env["env_vars"] = {**env.get("env_vars", {}), **passed}
     return env
-
-
-def use_token_if_present() -> bool:
-    """Turn on Ray's token authentication for this client when a token is where Ray looks and
-    ``RAY_AUTH_MODE`` was not chosen; returns whether token auth is on."""
-    mode = os.environ.get("RAY_AUTH_MODE")
-    if mode is None and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                         or os.path.exists(os.path.expanduser(TOKEN_FILE))):
-        os.environ["RAY_AUTH_MODE"] = mode = "token"
-    return mode == "token"
 
 
 TRANSIENT = ("try again later", "No available agent")  # Ray's answers while a fresh head's agents start
@@ -93,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     entrypoint = [a for a in args.entrypoint if a != "--"]
     if not entrypoint:
         ap.error("give the job's command after --")
-    token = use_token_if_present()
+    use_package()
     from ray.job_submission import JobSubmissionClient
+
+    from deblur.runtime import TOKEN_FILE, use_token_if_present  # one way to find a cluster's auth, everywhere
+
+    token = use_token_if_present()
 
     try:
         client = JobSubmissionClient(args.address)

@@ -63,7 +63,7 @@ def head(s3_endpoint, tmp_path_factory):
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise
             time.sleep(1)
-    yield {"address": address, "env": env, "token": token}
+    yield {"address": address, "env": env, "token": token, "gcs": f"127.0.0.1:{port}"}
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=60)
@@ -85,6 +85,29 @@ def submit(head, *job: str) -> subprocess.CompletedProcess:
             break
         time.sleep(1)
     return subprocess.CompletedProcess(cmd, done.returncode, logs, done.stdout + done.stderr)
+
+
+def test_a_command_attaches_to_a_token_head_with_only_the_token_file(head, tmp_path):
+    """Issue 24: `deblur run` against a head with token authentication printed InvalidAuthToken for ~20 s and
+    failed, unless RAY_AUTH_MODE=token was exported: the CLI now finds the token where Ray keeps it, as
+    jobs/submit.py does (one function, deblur.runtime.use_token_if_present)."""
+    from deblur.core import checkpoint, models
+    from tests.conftest import write_image
+
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text(head["token"])
+    for i in range(2):
+        write_image(tmp_path / "in" / f"a{i}.png", textured(32, 40, 3, seed=i))
+    torch.manual_seed(0)
+    checkpoint.save(str(tmp_path / "ck"), models.build("seed"), "seed", {"epoch": 1, "metrics": {}})
+    env = {k: v for k, v in head["env"].items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(tmp_path), RAY_ADDRESS=head["gcs"])
+    run = subprocess.run([sys.executable, "-m", "deblur.cli", "run", "--model", str(tmp_path / "ck"), "--input",
+                          str(tmp_path / "in"), "--output", str(tmp_path / "out")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0 and "2 done" in run.stdout, run.stdout[-2000:] + run.stderr[-3000:]
+    port = head["gcs"].rpartition(":")[2]
+    assert re.search(rf"attached to the cluster at [\d.]+:{port}\b", run.stderr) and "InvalidAuth" not in run.stderr
 
 
 def test_train_then_deblur_jobs_over_buckets(head, bucket):
@@ -162,7 +185,7 @@ def test_the_nightly_trigger_retries_a_failed_run_and_never_doubles_one(head, tm
     third = _trigger(head, home, run, *job)  # done: nothing more
     assert third.returncode == 0 and "not submitting again" in third.stdout
     ids = sorted(j.submission_id for j in JobSubmissionClient(head["address"], headers={
-        "Authorization": f"Bearer {head['token']}"}).list_jobs() if j.submission_id.startswith(run))
+        "Authorization": f"Bearer {head['token']}"}).list_jobs() if (j.submission_id or "").startswith(run))
     assert ids == [f"{run}-1", f"{run}-2"]
 
 
