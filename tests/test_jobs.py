@@ -207,3 +207,39 @@ def test_only_the_code_is_uploaded(head):
         shutil.rmtree(bulky)
     assert job.returncode == 0, job.stderr[-2000:]
     assert "files: ['deblur', 'jobs', 'pyproject.toml']" in job.stdout, job.stdout[-2000:]
+
+
+def test_the_readmes_local_head_lines_run_as_written(tmp_path):
+    """Issue 24: the README's local head, line by line (on free ports, in a fresh HOME): start it from the
+    venv, `deblur run` attaching with no exports, `ray job submit` and `ray job logs` as written, and stop
+    that head only (a bystander Ray, this session's, is still there afterwards)."""
+    import ray
+
+    from tests.test_readme import BLOCKS
+
+    (block,) = [b for b in BLOCKS if "scripts/local-head.sh start" in b]
+    port, dash = _free_port(), _free_port()
+    others = " ".join(f"--{name}={_free_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
+        "ray-client-server-port", "node-manager-port", "object-manager-port"))
+    photos = tmp_path / "photos"
+    for i in range(2):
+        (photos / "day1").mkdir(parents=True, exist_ok=True)
+        (photos / "day1" / f"p{i}.png").write_bytes(encode(textured(40, 48, 3, seed=i), "png"))
+    lines = [ln.split("  #")[0] for ln in block.replace("\\\n", " ").splitlines() if ln.strip()]
+    script = "\n".join(lines).replace("$PWD", str(tmp_path)).replace("6379", str(port)).replace("8265", str(dash))
+    script = script.replace(f"local-head.sh start {port} {dash}", f"local-head.sh start {port} {dash} -- {others}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    env.update(HOME=str(tmp_path))
+    try:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+    finally:
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "local-head.sh"), "stop", str(port)], env=env,
+                       capture_output=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "2 done, 0 skipped, 0 failed" in out and "0 done, 2 skipped, 0 failed" in out, out[-4000:]  # run, then job
+    assert f"stopped the head on port {port}" in out
+    if ray.is_initialized():  # the session's own Ray, when a test started it, is untouched
+        assert ray.cluster_resources().get("CPU", 0) > 0

@@ -16,17 +16,17 @@ README = open(os.path.join(ROOT, "README.md")).read()
 
 
 def _blocks(text: str) -> list[str]:
-    """The fenced code blocks of ``text``, in order."""
-    blocks, current = [], None
+    """The fenced code blocks of ``text`` (also those indented in a list item), in order, dedented."""
+    blocks, current, indent = [], None, 0
     for line in text.splitlines():
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):
             if current is None:
-                current = []
+                current, indent = [], len(line) - len(line.lstrip())
             else:
                 blocks.append("\n".join(current))
                 current = None
         elif current is not None:
-            current.append(line)
+            current.append(line[indent:])
     return blocks
 
 
