@@ -1,18 +1,25 @@
-# The image every node of a deblur cluster runs (cluster.yaml, jobs/k8s/*.yaml): Ray's own GPU image at the
-# pinned Ray version, with this package (and its shipped model) and its storage extras installed.
+# The image every node of a deblur cluster runs (cluster.yaml, jobs/k8s/): Ray's own CUDA image at the pinned
+# Ray version, with torch built for that same CUDA, this package (and its shipped model) and its storage
+# extras, every version from constraints.txt (the set CI tests).
 #   make image IMAGE=<registry>/deblur:<tag>     then: docker push <registry>/deblur:<tag>
-# rayproject/ray images already carry Python 3.11, CUDA and a torch-compatible driver stack; torch comes
-# from the package's dependencies.
+# CUDA: the base image's tag and torch's wheel index name the same CUDA (tested); without that, pip would take
+# PyPI's newest torch, built for another CUDA than the image's libraries and driver stack.
 ARG RAY_VERSION=2.60.0
-FROM rayproject/ray:${RAY_VERSION}-py311-gpu
+ARG CUDA=cu128
+FROM rayproject/ray:${RAY_VERSION}-py311-${CUDA}
+ARG CUDA
 
 WORKDIR /home/ray/deblur
-COPY --chown=ray:users pyproject.toml README.md ./
+COPY --chown=ray:users constraints.txt pyproject.toml README.md ./
+# torch first, from PyTorch's index for the base image's CUDA, at the version constraints.txt locks
+# hadolint ignore=DL3013
+RUN TORCH="$(grep -o '^torch==[^ ;]*' constraints.txt)" \
+    && pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${CUDA}" "${TORCH}"
 COPY --chown=ray:users deblur ./deblur
 COPY --chown=ray:users jobs ./jobs
-# this package itself, from the copied source (its dependencies are pinned in pyproject.toml)
+# this package, every dependency at the version constraints.txt locks
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[s3,gcs]" \
-    && python -c "import deblur; deblur.load()"
+RUN pip install --no-cache-dir -c constraints.txt ".[s3,gcs]" \
+    && python -c "import deblur, torch; deblur.load(); assert torch.version.cuda, torch.__version__"
 
 ENV DEBLUR_HOME=/home/ray/deblur

@@ -13,7 +13,7 @@ NOISE := +noise:sigma=0.005
 REALISTIC := real+noise:sigma=0..0.02,p=0.7+jpeg:quality=60..95,p=0.3
 REAL_EVAL := shake:length=15..45+poisson:a=0.002,sigma=0.003 warp:shift=4..10,rotation=0.3..1+poisson:a=0.002,sigma=0.003
 
-.PHONY: demo test install image push bench article article-fashion-mnist sprite-unet default-model eval-sprite eval-photos eval-real figures clean
+.PHONY: demo test install lock image push bench article article-fashion-mnist sprite-unet default-model eval-sprite eval-photos eval-real figures clean
 
 demo: $(VENV)/.installed  ## install, then blur/de-blur the bundled photos and write a before/after picture
 	$(BIN)/deblur demo --output demo-output
@@ -23,11 +23,15 @@ test: $(VENV)/.installed  ## install, then run the test suite (real Ray, real S3
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test,s3]'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[test,s3]'
 	touch $@
+
+lock: $(VENV)/.installed  ## rewrite constraints.txt from the installed set (after changing dependencies)
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^deblur' \
+		| sed 's/$$/ ; python_version == "3.11"/'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 article: $(VENV)/.installed  ## the article's recipe on the sprite's 600 training tiles, then de-blur tiles 600-899
 	$(BIN)/deblur sprite --sprite $(SPRITE) --output data/sprite

@@ -35,8 +35,24 @@ def test_the_image_is_ray_at_the_pinned_version_with_the_package():
         dockerfile = f.read()
     with open(os.path.join(ROOT, "pyproject.toml")) as f:
         pinned = next(ln for ln in f if '"ray[' in ln).split("==")[1].split(".*")[0]
-    assert f"ARG RAY_VERSION={pinned}." in dockerfile and "FROM rayproject/ray:${RAY_VERSION}-py311-gpu" in dockerfile
+    assert f"ARG RAY_VERSION={pinned}." in dockerfile and "FROM rayproject/ray:${RAY_VERSION}-py311-${CUDA}" in dockerfile
     assert "deblur.load()" in dockerfile  # the shipped model loads in the image
+
+
+def test_torch_is_built_for_the_base_images_cuda_at_the_locked_version():
+    """Issue 24: torch was `>=2.2`, so each build took PyPI's newest (built for another CUDA than the image's)."""
+    import re
+
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        dockerfile = f.read()
+    cuda = re.search(r"^ARG CUDA=(cu\d+)$", dockerfile, re.M).group(1)
+    assert "--index-url \"https://download.pytorch.org/whl/${CUDA}\"" in dockerfile and cuda.startswith("cu1")
+    assert "grep -o '^torch==[^ ;]*' constraints.txt" in dockerfile and "-c constraints.txt" in dockerfile
+    with open(os.path.join(ROOT, "constraints.txt")) as f:
+        locked = re.search(r"^torch==([\d.]+) ", f.read(), re.M)
+    import torch
+
+    assert locked and torch.__version__.split("+")[0] == locked.group(1)  # CI tests the version the image gets
 
 
 def test_only_the_code_goes_to_the_builder():
