@@ -1,121 +1,33 @@
-"""Submit a scheduled deblur job once per day (or any run key), retrying a run that failed.
+r"""Submit a scheduled deblur job once per day (or any run key), retrying a run that failed, with this
+checkout's code uploaded: ``python -m deblur.jobs submit`` (see there) plus jobs/runtime_env.yaml.
 
     python jobs/submit.py --address http://HEAD:8265 --id deblur-nightly-2026-11-25 --wait -- \
         python jobs/deblur.py --input s3://bucket/in --output s3://bucket/out
-
-Each trigger with the same ``--id`` looks at that run's attempts (submission ids ``ID-1``, ``ID-2``, ...):
-one that succeeded or is still going means nothing more to do; when all of them failed (or were stopped), it
-submits the next attempt, up to ``--attempts``. With ``--wait`` it follows the attempt and exits 0 only when
-the day's run succeeded, 1 when it failed, so cron or a CI scheduler sees the failure and the next trigger
-retries it. The output's manifest makes a retry redo only what the failed attempt did not finish.
-
-Uses jobs/runtime_env.yaml (only the code travels) and passes the client's storage endpoint/region
-variables (never secrets) to the job. A head with token authentication (Ray's default for ``ray start``) needs
-Ray's token on this machine, found where Ray looks: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, or
-``~/.ray/auth_token`` (copy it from the head: ``ray get-auth-token`` there).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import shlex
 import sys
-import time
 
 import yaml
 from _entry import use_package
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GOING, OK = ("PENDING", "RUNNING"), "SUCCEEDED"
 
 
 def runtime_env() -> dict:
+    """jobs/runtime_env.yaml, uploading this checkout (only its code)."""
     with open(os.path.join(HERE, "runtime_env.yaml")) as f:
         env = yaml.safe_load(f)
-    env["working_dir"] = os.path.dirname(HERE)
-    use_package()
-    from deblur.runtime import storage_env
-
-    passed = storage_env()
-    if passed:
-        env["env_vars"] = {**env.get("env_vars", {}), **passed}
-    return env
-
-
-TRANSIENT = ("try again later", "No available agent")  # Ray's answers while a fresh head's agents start
-
-
-def retrying(call, tries: int = 6, first_wait: float = 1.0, sleep=time.sleep):
-    """``call()``, retried with doubling waits (1, 2, 4, ... s; at most ``tries`` calls, about a minute) while
-    Ray answers that it is not ready yet (:data:`TRANSIENT`); any other error, or the last one, is raised."""
-    for attempt in range(tries):
-        try:
-            return call()
-        except Exception as e:
-            if attempt + 1 == tries or not any(t in str(e) for t in TRANSIENT):
-                raise
-            print(f"the cluster is not ready ({str(e).strip().splitlines()[-1][:120]}); retrying in "
-                  f"{first_wait * 2 ** attempt:.0f}s", file=sys.stderr)
-            sleep(first_wait * 2 ** attempt)
-
-
-def attempts(client, run: str) -> list[tuple[str, str]]:
-    """(submission id, status) of ``run``'s attempts, oldest first."""
-    found = []
-    for job in client.list_jobs():
-        sid = job.submission_id or ""
-        head, _, n = sid.rpartition("-")
-        if head == run and n.isdigit():
-            found.append((int(n), sid, str(job.status.value)))
-    return [(sid, status) for _, sid, status in sorted(found)]
+    return {**env, "working_dir": os.path.dirname(HERE)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "http://127.0.0.1:8265"))
-    ap.add_argument("--id", required=True, help="the run's key, e.g. deblur-nightly-$(date +%%F)")
-    ap.add_argument("--attempts", type=int, default=3, help="most attempts per run key (default: %(default)s)")
-    ap.add_argument("--wait", action="store_true", help="follow the attempt; exit 0 only if the run succeeded")
-    ap.add_argument("entrypoint", nargs=argparse.REMAINDER, help="-- command to run on the cluster")
-    args = ap.parse_args(argv)
-    entrypoint = [a for a in args.entrypoint if a != "--"]
-    if not entrypoint:
-        ap.error("give the job's command after --")
     use_package()
-    from ray.job_submission import JobSubmissionClient
+    from deblur.jobs import main as submit
 
-    from deblur.runtime import TOKEN_FILE, use_token_if_present  # one way to find a cluster's auth, everywhere
-
-    token = use_token_if_present()
-
-    try:
-        client = JobSubmissionClient(args.address)
-        done = retrying(lambda: attempts(client, args.id))
-    except Exception as e:
-        if "auth" not in str(e).lower():
-            raise
-        hint = "the token on this machine was refused" if token else "no token on this machine"
-        print(f"{args.id}: {args.address} requires Ray's authentication token ({hint}): run `ray get-auth-token` "
-              f"on the head and save it as {TOKEN_FILE} (or set RAY_AUTH_TOKEN)", file=sys.stderr)
-        return 2
-    sid, status = done[-1] if done else (None, None)
-    if status == OK or status in GOING:
-        print(f"{args.id}: attempt {sid} {status}; not submitting again")
-    elif len(done) >= args.attempts:
-        print(f"{args.id}: all {len(done)} attempts failed; not retrying (raise --attempts to)", file=sys.stderr)
-        return 1
-    else:
-        sid = f"{args.id}-{len(done) + 1}"
-        retrying(lambda: client.submit_job(entrypoint=shlex.join(entrypoint), submission_id=sid,
-                                           runtime_env=runtime_env()))
-        print(f"{args.id}: submitted attempt {sid}" + (f" (after {len(done)} failed)" if done else ""))
-    if not args.wait:
-        return 0
-    while (status := str(client.get_job_status(sid).value)) in GOING:
-        time.sleep(2)
-    print(f"{args.id}: attempt {sid} {status}")
-    return 0 if status == OK else 1
+    return submit(["submit", *(sys.argv[1:] if argv is None else argv)], runtime_env=runtime_env())
 
 
 if __name__ == "__main__":

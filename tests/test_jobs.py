@@ -167,6 +167,22 @@ def _trigger(head, home, run: str, *job: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=300)
 
 
+def test_the_installed_package_alone_submits_a_run(head, tmp_path):
+    """Issue 24: the wheel left out jobs/, so submitting needed the repository. `python -m deblur.jobs submit`,
+    from a folder outside it, no code uploaded: the job runs the `deblur` command the cluster has."""
+    for i in range(2):
+        write = tmp_path / "in" / f"s{i}.png"
+        write.parent.mkdir(exist_ok=True)
+        write.write_bytes(encode(textured(24, 24, 3, seed=i), "png"))
+    env = {k: v for k, v in head["env"].items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "deblur.jobs", "submit", "--address", head["address"], "--id",
+                           f"wheel-{time.time_ns()}", "--wait", "--", "deblur", "degrade", "--input", str(tmp_path / "in"),
+                           "--output", str(tmp_path / "out"), "--degradation", "gaussian"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "SUCCEEDED" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0.png", "s1.png"]
+
+
 def test_the_nightly_trigger_retries_a_failed_run_and_never_doubles_one(head, tmp_path):
     from ray.job_submission import JobSubmissionClient
 

@@ -26,7 +26,7 @@ def wheel(tmp_path_factory) -> str:
 def test_the_wheel_carries_the_model_and_the_photos(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("deblur/assets/default/model.safetensors", "deblur/assets/default/config.json",
-                   "deblur/assets/samples/photos/kodim23.png", "deblur/cli.py"):
+                   "deblur/assets/samples/photos/kodim23.png", "deblur/cli.py", "deblur/jobs.py"):
         assert needed in names, needed
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 
@@ -48,6 +48,9 @@ def test_the_wheel_alone_runs_the_demo_from_another_folder(wheel, tmp_path):
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import deblur; print(deblur.__file__)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr  # the wheel's, not the repository's
+    submit = subprocess.run([str(venv / "bin" / "python"), "-m", "deblur.jobs", "submit", "--help"], cwd=elsewhere,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert submit.returncode == 0 and "--attempts" in submit.stdout, submit.stderr  # the wheel alone submits
     demo = subprocess.run([str(venv / "bin" / "deblur"), "demo", "--output", "out"], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-3000:]

@@ -191,8 +191,7 @@ def test_content_change_detection_sees_a_rewrite_that_keeps_size_and_time(ray_cl
 
 def test_the_trigger_retries_rays_try_again_later_with_backoff_and_gives_up_on_other_errors():
     """Finding 14: jobs/submit.py gave up at once on a fresh head's "No available agent" (HTTP 500)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "jobs"))
-    from submit import retrying
+    from deblur.jobs import retrying
 
     calls, waits = [], []
 
