@@ -4,6 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
 IMAGE ?= deblur:0.1.0
+# empty: PyPI's torch (on Linux x86_64 a CUDA build, ~5.6 GB with its libraries); `make demo TORCH=cpu`: the CPU
+# build from PyTorch's index (a 2.2 GB .venv instead of 6.6 GB), at the version constraints.txt locks
+TORCH ?=
+TORCH_INDEX := https://download.pytorch.org/whl/$(TORCH)
 SPRITE ?= $(DATA)/fashion-mnist-sprite/fashion-mnist-sprite.png
 # the moderate blurs of the photo targets, one evaluation each
 PHOTO_DEGRADATIONS := gaussian:sigma=1..2.5 motion:length=9 defocus:radius=2.5
@@ -26,6 +30,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
+	$(if $(TORCH),$(BIN)/python -m pip install -c constraints.txt --index-url $(TORCH_INDEX) torch torchvision)
 	$(BIN)/python -m pip install -c constraints.txt -e '.[test,s3]'
 	touch $@
 

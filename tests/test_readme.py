@@ -101,3 +101,20 @@ def test_every_path_in_the_layout_exists():
     assert len(names) > 15
     for name in names:
         assert os.path.exists(os.path.join(ROOT, name)), name
+
+
+def test_make_torch_cpu_installs_the_cpu_build_first_and_the_default_does_not():
+    """``make demo TORCH=cpu`` (README): torch and torchvision from PyTorch's CPU index, through the lock,
+    before the package (which then finds them installed); without TORCH nothing is taken from that index."""
+    import subprocess
+
+    def lines(*extra: str) -> list[str]:
+        out = subprocess.run(["make", "-n", "-B", "install", "VENV=/nonexistent/venv", *extra], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        return [line for line in out.splitlines() if "pip install" in line]
+
+    cpu = lines("TORCH=cpu")
+    assert "make demo TORCH=cpu" in README
+    assert "--index-url https://download.pytorch.org/whl/cpu torch torchvision" in cpu[1]
+    assert "-c constraints.txt" in cpu[1] and "-e '.[test,s3]'" in cpu[2]
+    assert not any("download.pytorch.org" in line for line in lines())
