@@ -5,7 +5,9 @@ Ray tears its local cluster down when the driver dies, but its per-node agents (
 starts this small watcher next to every local cluster it starts (never for a cluster it attaches to): it
 remembers the driver's descendants, and once the driver is gone (its end of a pipe closes) it gives Ray a
 few seconds to stop them itself and then kills what is left. Process identity is checked by psutil (pid and
-start time), so a reused pid is never killed.
+start time), so a reused pid is never killed. A process the driver's Ray started after the watcher's last
+look, and whose parent died before it (a raylet killed while it starts its agents), is no one's descendant
+any more: it is found by the tag every process of that Ray inherits in its environment (:data:`TAG`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import psutil
 
 GRACE_S = 5.0  # Ray's own teardown first
 POLL_S = 0.2  # often enough to see Ray's processes as they start
+TAG = "DEBLUR_REAPER_TAG"  # set in the driver's environment before Ray starts; Ray's processes inherit it
 
 
 def start(driver_pid: int, ready_timeout: float = 30.0) -> None:
@@ -31,8 +34,10 @@ def start(driver_pid: int, ready_timeout: float = 30.0) -> None:
     """
     read_end, write_end = os.pipe()
     ready_read, ready_write = os.pipe()
-    subprocess.Popen([sys.executable, "-m", "deblur.reaper", str(driver_pid)], stdin=read_end,
+    tag = f"{driver_pid}-{os.urandom(8).hex()}"
+    subprocess.Popen([sys.executable, "-m", "deblur.reaper", str(driver_pid), tag], stdin=read_end,
                      stdout=ready_write, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.environ[TAG] = tag  # after the watcher started: it must not find itself
     os.close(read_end)
     os.close(ready_write)
     select.select([ready_read], [], [], ready_timeout)
@@ -43,9 +48,9 @@ def start(driver_pid: int, ready_timeout: float = 30.0) -> None:
 _keep: list[int] = []  # the driver's write end lives as long as the driver
 
 
-def watch(driver_pid: int, pipe_fd: int = 0, ready_fd: int = 1) -> list[int]:
+def watch(driver_pid: int, tag: str = "", pipe_fd: int = 0, ready_fd: int = 1) -> list[int]:
     """Remember ``driver_pid``'s descendants until ``pipe_fd`` closes (after one look, said on ``ready_fd``);
-    then kill the survivors.
+    then kill the survivors, and every process whose environment carries ``tag`` as :data:`TAG`.
 
     Returns the pids killed.
     """
@@ -72,6 +77,7 @@ def watch(driver_pid: int, pipe_fd: int = 0, ready_fd: int = 1) -> list[int]:
     alive = _with_children([p for p in seen.values() if p.is_running()])
     _, alive = psutil.wait_procs(alive, timeout=GRACE_S)
     alive = _with_children(alive)  # what the survivors started meanwhile (agents of a raylet starting up)
+    alive = list({p.pid: p for p in alive + _tagged(tag)}.values())  # and what an exited parent left
     for p in alive:
         try:
             p.kill()
@@ -92,10 +98,22 @@ def _with_children(procs: list[psutil.Process]) -> list[psutil.Process]:
     return list(out.values())
 
 
+def _tagged(tag: str) -> list[psutil.Process]:
+    """The processes (other than this one) whose environment has :data:`TAG` set to ``tag``."""
+    found = []
+    for p in psutil.process_iter() if tag else ():
+        try:
+            if p.pid != os.getpid() and p.environ().get(TAG) == tag:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
 def _closed(fd: int, timeout: float) -> bool:
     readable, _, _ = select.select([fd], [], [], timeout)
     return bool(readable) and os.read(fd, 1) == b""
 
 
 if __name__ == "__main__":
-    watch(int(sys.argv[1]))
+    watch(int(sys.argv[1]), *sys.argv[2:3])

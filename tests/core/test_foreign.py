@@ -75,7 +75,7 @@ def spandrel_output(state: dict, x: np.ndarray) -> np.ndarray:
 def test_a_foreign_checkpoint_gives_what_spandrel_gives(tmp_path, arch, form):
     state = random_weights(ARCHITECTURES[arch])
     uri = save(state, tmp_path / arch, form)
-    restorer = deblur.load(uri, device="cpu")
+    restorer = deblur.load(uri, device="cpu", precision="fp32")  # against spandrel in fp32
     assert restorer.config["settings"]["architecture"] == arch
     for h, w in ((37, 45), (20, 1)):  # not multiples of anything; one pixel wide
         x = to_float(textured(h, w, 3, seed=h))
@@ -87,7 +87,7 @@ def test_a_foreign_checkpoint_gives_what_spandrel_gives(tmp_path, arch, form):
 
 def test_grey_and_rgba_images_go_through_a_colour_model(tmp_path):
     state = random_weights(nafnet)
-    restorer = deblur.load(save(state, tmp_path / "n", "pth"), device="cpu")
+    restorer = deblur.load(save(state, tmp_path / "n", "pth"), device="cpu", precision="fp32")
     grey = to_float(textured(24, 28, 1, seed=3))
     expected = spandrel_output(state, np.repeat(grey[..., None], 3, axis=2)).mean(axis=2)
     np.testing.assert_allclose(restorer(grey), expected, atol=1e-5)
