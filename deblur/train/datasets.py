@@ -17,42 +17,46 @@ import ray.data
 
 from deblur.core.fashion_mnist import FASHION_MNIST, is_fashion_mnist, load_fashion_mnist
 from deblur.core.image import decode
-from deblur.core.storage import filesystem, is_process_local, list_images, read_bytes
+from deblur.core.storage import filesystem, is_process_local, list_images, read_bytes, relative_path
 
 log = logging.getLogger(__name__)
 
 
-def validation_split(path: str, fraction: float) -> bool:
-    """Deterministic split: True when ``path`` belongs to the validation share (stable as files are added)."""
-    return (zlib.crc32(path.encode()) % 10_000) < fraction * 10_000
+def validation_split(name: str, fraction: float) -> bool:
+    """Deterministic split: True when the image ``name`` (its path under the dataset's root) belongs to the
+    validation share; stable as files are added, and wherever the dataset lies (a copy in a bucket splits
+    as the local folder did)."""
+    return (zlib.crc32(name.encode()) % 10_000) < fraction * 10_000
 
 
 def _read_row(row: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         data = row["bytes"] if "bytes" in row else read_bytes(row["path"])
         img = decode(data)
-        return [{"path": row["path"], "image": img[..., None] if img.ndim == 2 else img}]
+        return [{"path": row["path"], "name": row["name"], "image": img[..., None] if img.ndim == 2 else img}]
     except (OSError, ValueError) as e:
         log.warning("skipping unreadable training image %s: %s", row["path"], e)
         return []
 
 
 def image_folder(uri: str) -> ray.data.Dataset:
-    """Every image under ``uri`` (recursively), decoded per row; unreadable files are skipped with a warning."""
+    """Every image under ``uri`` (recursively), decoded per row (``path``: its URL, ``name``: its path under
+    ``uri``, ``image``: HWC uint8/uint16); unreadable files are skipped with a warning."""
     urls = list_images(uri)
     if not urls:
         raise FileNotFoundError(f"no images (png, jpg, bmp, tiff, webp) under {uri}")
     if is_process_local(filesystem(uri)[0]):  # memory:// lives in this process only
-        items = [{"path": u, "bytes": read_bytes(u)} for u in urls]
+        items = [{"path": u, "name": relative_path(uri, u), "bytes": read_bytes(u)} for u in urls]
     else:
-        items = [{"path": u} for u in urls]
+        items = [{"path": u, "name": relative_path(uri, u)} for u in urls]
     return ray.data.from_items(items, override_num_blocks=min(len(items), 64)).flat_map(_read_row)
 
 
 def from_arrays(images: np.ndarray, prefix: str) -> ray.data.Dataset:
-    """A dataset of in-memory images (N x H x W[x C]) with synthetic paths ``prefix/i``."""
+    """A dataset of in-memory images (N x H x W[x C]) with synthetic paths and names ``prefix/i``."""
     images = images[..., None] if images.ndim == 3 else images
-    return ray.data.from_items([{"path": f"{prefix}/{i}", "image": im} for i, im in enumerate(images)])
+    return ray.data.from_items([{"path": f"{prefix}/{i}", "name": f"{prefix}/{i}", "image": im}
+                                for i, im in enumerate(images)])
 
 
 def training_datasets(data: str, val_data: str | None, val_fraction: float) -> tuple[ray.data.Dataset, ray.data.Dataset]:
@@ -70,5 +74,5 @@ def training_datasets(data: str, val_data: str | None, val_fraction: float) -> t
         return ds, image_folder(val_data)
     with warnings.catch_warnings():  # a hash of the path is no Ray Data expression: the row function it is
         warnings.filterwarnings("ignore", message="Use 'expr' instead of 'fn'")
-        return (ds.filter(lambda r: not validation_split(r["path"], val_fraction)),
-                ds.filter(lambda r: validation_split(r["path"], val_fraction)))
+        return (ds.filter(lambda r: not validation_split(r["name"], val_fraction)),
+                ds.filter(lambda r: validation_split(r["name"], val_fraction)))

@@ -329,15 +329,16 @@ def validation_pairs(shard: ray.data.DataIterator, degradation: Degradation, pat
     """Fixed (degraded, sharp) crops of this worker's validation images, HWC float32 [0, 1]: the centre
     crop, then ``crops - 1`` more at seeded places, each with its own draw of the degradation.
 
-    Each crop's place and degradation are seeded by its image's path and its number, so validation is
-    identical every time and every run; more crops make a steadier signal (a blind family's draws vary).
+    Each crop's place and degradation are seeded by its image's name (its path under the dataset's root) and
+    its number, so validation is identical every time, every run and wherever the dataset lies; more crops
+    make a steadier signal (a blind family's draws vary).
     """
     pairs = []
     for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
-        for path, img in zip(batch["path"], batch["image"]):
+        for name, img in zip(batch["name"], batch["image"]):
             img = to_channels(to_float(img), channels)
             for k in range(crops):
-                rng = np.random.default_rng([seed, zlib.crc32(str(path).encode())] + ([k] if k else []))
+                rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())] + ([k] if k else []))
                 sharp, blurred = degrade_crop(img, degradation, min(patch, *img.shape[:2]), rng, center=k == 0)
                 pairs.append((blurred, sharp))
     return pairs

@@ -67,9 +67,9 @@ def test_every_model_trains_with_the_modern_recipe(ray_cluster, photo_folder, tm
     meta, metrics = epochs[2], epochs[2]["metrics"]
     assert meta["model"] == name and meta["train"]["loss"] == "charbonnier" and np.isfinite(metrics["train_loss"])
     if name == "unet":  # starts as the identity (the blurred input's PSNR): it must do better than the input
-        assert metrics["val_psnr"] > metrics["val_psnr_blurred"] + 0.3, metrics  # measured: +0.78 dB
+        assert metrics["val_psnr"] > metrics["val_psnr_blurred"] + 0.3, metrics  # measured: +0.72 dB (bf16), +0.78 (fp32)
     else:  # the article's autoencoder starts far below the input and needs hundreds of epochs to pass it
-        assert metrics["val_psnr"] > epochs[1]["metrics"]["val_psnr"] + 0.2, metrics  # measured: +0.57 dB
+        assert metrics["val_psnr"] > epochs[1]["metrics"]["val_psnr"] + 0.2, metrics  # measured: +0.49 dB (bf16), +0.57 (fp32)
     model, _ = checkpoint.load(best)
     assert models.settings_of(model) == meta["settings"]
     assert evaluate.trained_on(best) == "blind+noise:sigma=0..0.01+jpeg:quality=80..95,p=0.5"  # not the default
