@@ -37,9 +37,11 @@ start)
 stop)
     [[ -e $state.pid ]] || { echo "no head of ours on port $port"; exit 1; }
     pid=$(cat "$state.pid")
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 60); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    # SIGTERM to `ray start` alone: it drains the node through its GCS and stops its processes (seconds);
+    # the whole group at once would stop the GCS first, and ray start then waits 30 s for it.
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true  # what is left of its group
     rm -f "$state.pid"
     echo "stopped the head on port $port" ;;
 *)

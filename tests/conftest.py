@@ -66,10 +66,11 @@ def s3_endpoint(s3_server) -> str:
 
 @pytest.fixture(scope="session")
 def ray_cluster(s3_endpoint):
-    """One local Ray cluster for the session (4 logical CPUs: Ray Data and Ray Train both need room)."""
+    """One local Ray cluster for the session (4 logical CPUs: Ray Data and Ray Train both need room); always
+    a new one, never a head the user runs here."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", configure_logging=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="WARNING", configure_logging=False)
     yield ray
     ray.shutdown()
 

@@ -64,11 +64,14 @@ def head(s3_endpoint, tmp_path_factory):
                 raise
             time.sleep(1)
     yield {"address": address, "env": env, "token": token, "gcs": f"127.0.0.1:{port}"}
-    os.killpg(proc.pid, signal.SIGTERM)
+    proc.terminate()  # `ray start` alone (as scripts/local-head.sh stops it): its GCS drains the node, in seconds
     try:
         proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what is left of its group
+        except ProcessLookupError:
+            pass
 
 
 def submit(head, *job: str) -> subprocess.CompletedProcess:

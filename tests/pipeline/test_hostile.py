@@ -27,7 +27,8 @@ from tests.conftest import _free_port, textured, write_image
 
 
 def _run(src, out, ck, fmt="png", **kw):
-    return run(PipelineConfig(input=str(src), output=str(out), model=ck, format=fmt, workers=2, batch_size=3, **kw))
+    """One run with one model actor (a process importing torch; none of these findings needs two)."""
+    return run(PipelineConfig(input=str(src), output=str(out), model=ck, format=fmt, **{"workers": 1, "batch_size": 3, **kw}))
 
 
 def _manifest(out) -> dict[str, dict]:

@@ -16,7 +16,9 @@ from tests.core.test_image import bomb_png
 
 
 def _run(src, out, ck, fmt="png", **kw):
-    kw = {"precision": "fp32", "workers": 2, "batch_size": 2, **kw}
+    """One run in fp32 with one model actor (each actor is a process importing torch: tests that need two
+    ask for them)."""
+    kw = {"precision": "fp32", "workers": 1, "batch_size": 2, **kw}
     return run(PipelineConfig(input=str(src), output=str(out), model=ck, format=fmt, **kw))
 
 
@@ -34,7 +36,7 @@ def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, pho
     write_image(photo_folder / "rgba.png", textured(30, 26, 4))
     write_image(photo_folder / "deep.png", textured(22, 34, 3, dtype=np.uint16))
     out = tmp_path / "out"
-    first = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement)
+    first = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement, workers=2)  # two writing at once
     assert (first.done, first.skipped, first.failed) == (8, 0, 0)
     assert 0 < first.startup < first.seconds and 0 < first.steady_images < 8  # throughput after the first result
     assert re.search(r"in [\d.]+s \(start-up [\d.]+s, then [\d.]+ images/s, [\d.]+ Mpx/s; model in fp32\)",
@@ -247,7 +249,7 @@ def test_killing_a_model_actor_mid_run_leaves_each_input_once_in_parquet(ray_clu
     for i in range(40):
         write_image(src / f"img{i:02d}.png", textured(128, 128, 3, seed=i))
     summary = {}
-    runner = threading.Thread(target=lambda: summary.update(s=_run(src, out, seed_checkpoint, "parquet")))
+    runner = threading.Thread(target=lambda: summary.update(s=_run(src, out, seed_checkpoint, "parquet", workers=2)))
     runner.start()
     deadline, killed = time.time() + 120, None
     while time.time() < deadline and killed is None and runner.is_alive():
