@@ -20,7 +20,8 @@ state=${TMPDIR:-/tmp}/deblur-ray-head-$port
 case $cmd in
 start)
     [[ -e $state.pid ]] && kill -0 "$(cat "$state.pid")" 2>/dev/null && { echo "a head on port $port runs already"; exit 1; }
-    export PATH="$venv/bin:$PATH" RAY_AUTH_MODE=token
+    # no drain on SIGTERM (a Ray Serve feature that waits up to 30 s for leases a stopped head no longer needs)
+    export PATH="$venv/bin:$PATH" RAY_AUTH_MODE=token RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0
     [[ -s ~/.ray/auth_token ]] || ray get-auth-token --generate >/dev/null
     setsid ray start --head --block --port "$port" --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 \
         --dashboard-port "$dash" --disable-usage-stats "$@" >"$state.log" 2>&1 &

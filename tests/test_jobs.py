@@ -40,7 +40,8 @@ def head(s3_endpoint, tmp_path_factory):
     port, dash = _free_port(), _free_port()
     token = secrets.token_hex(16)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-           "PATH": BIN + os.pathsep + os.environ["PATH"]}
+           "PATH": BIN + os.pathsep + os.environ["PATH"],
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # stops at once (as scripts/local-head.sh's head)
     env.pop("RAY_ADDRESS", None)
     start = [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
