@@ -198,7 +198,7 @@ def main() -> None:
     f["identity_restore_ms"] = identity_overhead(device)
     f["identity_restore_ms_per_mpx"] = f["identity_restore_ms"] / (1024 * 768 / 1e6)
 
-    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
              runtime_env={"worker_process_setup_hook": register_identity})
     src = os.path.join(tmp, "in")
     for key, ck, precision in (("identity", identity, "fp32"), ("fp32", shipped, "fp32"), ("auto", shipped, "auto")):

@@ -44,6 +44,10 @@ stop)
     for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || true  # what is left of its group
     rm -f "$state.pid"
+    # Ray's note of "the cluster on this machine", when it names this head (ray stop removes it; a stale one
+    # makes the next plain ray.init() try to attach to a dead head)
+    current=${TMPDIR:-/tmp}/ray/ray_current_cluster
+    grep -qs ":$port\$" "$current" && rm -f "$current"
     echo "stopped the head on port $port" ;;
 *)
     sed -n '2,10p' "$0"; exit 2 ;;

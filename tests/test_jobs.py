@@ -73,6 +73,19 @@ def head(s3_endpoint, tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)  # what is left of its group
         except ProcessLookupError:
             pass
+        _forget_head(port)
+
+
+def _forget_head(port: int) -> None:
+    """Remove Ray's note of the machine's current cluster when it names the head on ``port`` (as ray stop
+    does): left behind, it makes a later plain ``ray.init()`` try to attach to a dead head."""
+    current = "/tmp/ray/ray_current_cluster"
+    try:
+        with open(current) as f:
+            if f.read().strip().endswith(f":{port}"):
+                os.remove(current)
+    except FileNotFoundError:
+        pass
 
 
 def submit(head, *job: str) -> subprocess.CompletedProcess:
@@ -261,5 +274,7 @@ def test_the_readmes_local_head_lines_run_as_written(tmp_path):
     assert done.returncode == 0, out[-4000:]
     assert "2 done, 0 skipped, 0 failed" in out and "0 done, 2 skipped, 0 failed" in out, out[-4000:]  # run, then job
     assert f"stopped the head on port {port}" in out
+    current = "/tmp/ray/ray_current_cluster"  # and Ray's note of it, which a plain ray.init() would follow
+    assert not (os.path.exists(current) and open(current).read().strip().endswith(f":{port}"))
     if ray.is_initialized():  # the session's own Ray, when a test started it, is untouched
         assert ray.cluster_resources().get("CPU", 0) > 0
