@@ -43,6 +43,13 @@ def _one_of(value: Any, choices: tuple, what: str) -> None:
 
 @dataclass(frozen=True)
 class _Config:
+    def __post_init__(self) -> None:
+        """Each setting with choices holds one of them (``None`` where that is its default)."""
+        for field in dataclasses.fields(self):
+            choices, value = field.metadata.get("choices"), getattr(self, field.name)
+            if choices and not (value is None and field.default is None):
+                _one_of(value, choices, field.name.replace("_", "-"))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -70,7 +77,7 @@ class RestoreConfig(_Config):
                              choices=RESTORE_PRECISIONS)
 
     def __post_init__(self) -> None:
-        _one_of(self.precision, RESTORE_PRECISIONS, "precision")
+        super().__post_init__()
         _require(self.tile_pad >= 0, f"tile padding must be >= 0, got {self.tile_pad}")
         _require(self.tile > 2 * self.tile_pad, f"tile ({self.tile}) must exceed twice the padding ({self.tile_pad})")
 
@@ -170,13 +177,7 @@ class TrainConfig(_Config):
         return data + ([self.val_data] if self.val_data else [])
 
     def __post_init__(self) -> None:
-        _one_of(self.model, MODEL_NAMES, "model")
-        _one_of(self.channels, (1, 3), "channels")
-        _one_of(self.degrade_on, DEGRADE_ON, "degrade-on")
-        _one_of(self.precision, TRAIN_PRECISIONS, "precision")
-        _one_of(self.schedule, SCHEDULE_NAMES, "schedule")
-        if self.loss is not None:
-            _one_of(self.loss, LOSS_NAMES, "loss")
+        super().__post_init__()
         if self.degradation is not None:
             check_degradation(self.degradation)
         _require(self.steps >= 0 and self.minutes >= 0, "steps and minutes must be >= 0")
@@ -253,10 +254,6 @@ class PipelineConfig(RestoreConfig):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "read_roots", tuple(self.read_roots or ()))
-        _one_of(self.format, PIPELINE_FORMATS, "format")
-        _one_of(self.multi_frame, MULTI_FRAME, "multi-frame")
-        _one_of(self.detect_changes, CHANGE_DETECTION, "detect-changes")
-        _one_of(self.stages, STAGES, "stages")
         _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _require(self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}")
         _require(self.worker_memory >= 0, f"worker-memory must be >= 0 (0: none reserved), got {self.worker_memory}")
@@ -305,6 +302,6 @@ class DegradeConfig(_Config):
     format: str = setting("png", "output format (default: %(default)s)", choices=IMAGE_FORMATS)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_degradation(self.degradation)
-        _one_of(self.format, IMAGE_FORMATS, "format")
         _require(self.downscale > 0, f"downscale must be > 0, got {self.downscale}")
