@@ -26,8 +26,6 @@ import time
 from deblur.runtime import TOKEN_FILE, storage_env, use_token_if_present
 
 GOING, OK = ("PENDING", "RUNNING"), "SUCCEEDED"
-
-
 TRANSIENT = ("try again later", "No available agent")  # Ray's answers while a fresh head's agents start
 
 
@@ -75,9 +73,9 @@ def main(argv: list[str] | None = None, runtime_env: dict | None = None) -> int:
     from ray.job_submission import JobSubmissionClient
 
     token = use_token_if_present()  # one way to find a cluster's authentication, everywhere
-    env = runtime_env if runtime_env is not None else {}
-    if storage_env():
-        env = {**env, "env_vars": {**env.get("env_vars", {}), **storage_env()}}
+    env, passed = runtime_env or {}, storage_env()
+    if passed:
+        env = {**env, "env_vars": {**env.get("env_vars", {}), **passed}}
 
     try:
         client = JobSubmissionClient(args.address)
