@@ -167,10 +167,10 @@ class FusedStage(ModelStage):
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any], sink: dict[str, str],
                  decode: dict[str, Any], budget: int = 0) -> None:
+        from deblur.core import tiles  # in the actor only, as ModelStage's restore
+
         super().__init__(checkpoint_uri, gpu, options)
         self.sink, self.decode = sink, decode
-        from deblur.core import tiles
-
         self.budget = budget or tiles.budget(self.restorer.device)
 
     def __call__(self, batch: Batch) -> Batch:
