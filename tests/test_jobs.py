@@ -65,7 +65,7 @@ def head(s3_endpoint, tmp_path_factory):
                 raise
             time.sleep(1)
     yield {"address": address, "env": env, "token": token, "gcs": f"127.0.0.1:{port}"}
-    proc.terminate()  # `ray start` alone (as scripts/local-head.sh stops it): its GCS drains the node, in seconds
+    proc.terminate()  # `ray start` alone (as scripts/local-head.sh stops it) stops its processes, GCS last
     try:
         proc.wait(timeout=60)
     finally:
@@ -76,16 +76,23 @@ def head(s3_endpoint, tmp_path_factory):
         _forget_head(port)
 
 
-def _forget_head(port: int) -> None:
-    """Remove Ray's note of the machine's current cluster when it names the head on ``port`` (as ray stop
-    does): left behind, it makes a later plain ``ray.init()`` try to attach to a dead head."""
-    current = "/tmp/ray/ray_current_cluster"
+CURRENT_CLUSTER = "/tmp/ray/ray_current_cluster"  # Ray's note of the machine's cluster, which ray.init() follows
+
+
+def _noted(port: int) -> bool:
+    """Whether Ray's note of the machine's current cluster names the head on ``port``."""
     try:
-        with open(current) as f:
-            if f.read().strip().endswith(f":{port}"):
-                os.remove(current)
+        with open(CURRENT_CLUSTER) as f:
+            return f.read().strip().endswith(f":{port}")
     except FileNotFoundError:
-        pass
+        return False
+
+
+def _forget_head(port: int) -> None:
+    """Remove Ray's note when it names the head on ``port`` (as ray stop does): left behind, it makes a later
+    plain ``ray.init()`` try to attach to a dead head."""
+    if _noted(port):
+        os.remove(CURRENT_CLUSTER)
 
 
 def submit(head, *job: str) -> subprocess.CompletedProcess:
@@ -274,7 +281,6 @@ def test_the_readmes_local_head_lines_run_as_written(tmp_path):
     assert done.returncode == 0, out[-4000:]
     assert "2 done, 0 skipped, 0 failed" in out and "0 done, 2 skipped, 0 failed" in out, out[-4000:]  # run, then job
     assert f"stopped the head on port {port}" in out
-    current = "/tmp/ray/ray_current_cluster"  # and Ray's note of it, which a plain ray.init() would follow
-    assert not (os.path.exists(current) and open(current).read().strip().endswith(f":{port}"))
+    assert not _noted(port)  # nor Ray's note of it, which a plain ray.init() would follow
     if ray.is_initialized():  # the session's own Ray, when a test started it, is untouched
         assert ray.cluster_resources().get("CPU", 0) > 0
