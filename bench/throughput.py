@@ -128,8 +128,9 @@ def pipeline(src: str, out: str, ck: str, args: argparse.Namespace, **options) -
 
 
 def identity_overhead(device: torch.device, reps: int = 30) -> float:
-    """Milliseconds (best of ``reps``) to restore one 1024x768 RGB image with an identity model."""
-    restorer = deblur.Restorer(nn.Identity(), 3, device, deblur.load(device=device).options)
+    """Milliseconds (best of ``reps``) to restore one 1024x768 RGB image with an identity model (one of
+    deblur's: it takes channels-last input, as the shipped model does)."""
+    restorer = deblur.Restorer(Identity(Settings()), 3, device, deblur.load(device=device).options)
     img = np.random.default_rng(0).integers(0, 256, (768, 1024, 3), dtype=np.uint8)
     best = float("inf")
     for _ in range(reps):

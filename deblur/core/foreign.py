@@ -108,6 +108,8 @@ class ForeignSettings:
 class ForeignModel(nn.Module):
     """A spandrel network behaving like deblur's models (NCHW float32 [0, 1], any size)."""
 
+    memory_format = torch.contiguous_format  # NCHW: some architectures reshape with ``view``
+
     def __init__(self, descriptor: Any) -> None:
         super().__init__()
         self.inner = descriptor.model

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from deblur.core import checkpoint, flips, tiles
+from deblur.core.models import memory_format
 from deblur.core.config import RestoreConfig
 from deblur.core.settings import PRECISION_NAMES
 from deblur.core.registry import Registry
@@ -30,7 +31,7 @@ def tiled(fn: Fn, x: torch.Tensor, tile: int, pad: int, budget: int = 0) -> torc
     ``tile`` pixels with ``pad`` of context (:mod:`deblur.core.tiles`); 1 x C x H x W float32 [0, 1]."""
     src = x[0].permute(1, 2, 0).cpu().numpy()
     out = np.empty_like(src)
-    tiles.run(fn, [tiles.Plane(src, out, 1.0)], tile, pad, x.device, budget)
+    tiles.run(fn, [tiles.Plane(src, out, 1.0)], tile, pad, x.device, budget, memory_format(fn))
     return torch.from_numpy(out).permute(2, 0, 1)[None].to(x.device)
 
 
@@ -86,13 +87,19 @@ def restore_images(model: nn.Module, images: list[np.ndarray], channels: int, de
     :mod:`deblur.core.tiles`); pixels stay integers until they reach ``device``. ``ensemble`` averages the 8 flips/rotations
     (:func:`self_ensemble`); ``precision`` (fp32, bf16, fp16) is the model's autocast dtype.
     """
-    fn = self_ensemble(model) if ensemble else model
+    fmt = memory_format(model)
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        return model(x.contiguous(memory_format=fmt))  # a no-op but after a flip of the ensemble
+
+    fn = self_ensemble(call) if ensemble else call
     outs = [np.empty(img.shape, np.float32 if np.issubdtype(img.dtype, np.floating) else img.dtype)
             for img in images]
     planes = [p for img, out in zip(images, outs) for p in _planes(img, out, channels)]
     with autocast(device, precision):
-        tiles.run(fn, planes, tile, pad, device, budget)
+        tiles.run(fn, planes, tile, pad, device, budget, fmt)
     return outs
+
 
 
 def _planes(img: np.ndarray, out: np.ndarray, channels: int) -> list[tiles.Plane]:
@@ -169,6 +176,7 @@ def load(model: str | None = None, device: str | torch.device | None = None, **o
     opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     uri = checkpoint.resolve(model)
     net, config = checkpoint.load(uri, dev)
+    net = net.to(memory_format=memory_format(net))
     restorer = Restorer(net, int(config["settings"].get("channels", 1)), dev, honour_needs(net, opts, uri), uri)
     restorer.config = config
     return restorer

@@ -9,8 +9,8 @@ equals whole-image processing exactly.
 
 Windows of the same shape, from one image or many, go through the model together, up to ``budget`` pixels
 a call (:data:`BUDGETS`): a large image costs one tile batch of memory, many small images share calls. Each
-batch is gathered as integers (pinned memory and a non-blocking copy on CUDA), converted to float32
-[0, 1] on the device, and its results rounded back to the output dtype on the device before they are
+batch is gathered as integers in the images' own channels-last order (pinned memory and a non-blocking
+copy on CUDA), converted to float32 [0, 1] on the device in the layout the model asks for, and its results rounded back to the output dtype on the device before they are
 written into a preallocated output: no float copy of a whole image is ever made.
 """
 
@@ -97,41 +97,31 @@ def batches(found: list[Window], planes: list[Plane], budget: int) -> Iterator[l
             yield group[i : i + step]
 
 
-def run(fn: Fn, planes: list[Plane], tile: int, pad: int, device: torch.device, pixels: int = 0) -> None:
+def run(fn: Fn, planes: list[Plane], tile: int, pad: int, device: torch.device, pixels: int = 0,
+        memory_format: torch.memory_format = torch.channels_last) -> None:
     """Write ``fn`` of every plane into its ``dst``, window batch by window batch of at most ``pixels``
-    (0: the device's :func:`budget`); see the module doc."""
+    (0: the device's :func:`budget`); ``fn`` gets its input in ``memory_format`` (channels-last, the
+    layout the windows are gathered in, needs no reordering on the host); see the module doc."""
     found = [win for i, p in enumerate(planes) for win in windows(i, p.src.shape[0], p.src.shape[1], tile, pad)]
     for group in batches(found, planes, pixels or budget(device)):
         first = planes[group[0].plane]
-        crops = [_chw(planes[win.plane].src[win.read]) for win in group]
-        x = _to_device(np.stack(crops) if len(crops) > 1 else crops[0][None], device).to(torch.float32)
+        crops = [planes[win.plane].src[win.read] for win in group]  # N x (H x W x C) views
+        nhwc = _to_device(np.stack(crops) if len(crops) > 1 else np.ascontiguousarray(crops[0])[None], device)
+        x = nhwc.permute(0, 3, 1, 2).to(torch.float32, memory_format=memory_format)  # NCHW, any layout
         x = x.div_(first.top) if first.top != 1.0 else x.clamp_(0.0, 1.0)
         if first.expand:
             x = x.expand(-1, first.expand, -1, -1)
         y = fn(x).float().clamp_(0.0, 1.0)
         if first.expand:
             y = y.mean(dim=1, keepdim=True)
-        out = _to_host(y.mul_(first.top) if first.top != 1.0 else y, first.dst.dtype)
+        y = y.mul_(first.top) if first.top != 1.0 else y
+        out = _to_host(y.permute(0, 2, 3, 1), first.dst.dtype)  # N x H x W x C
         for res, win in zip(out, group):
-            planes[win.plane].dst[win.write] = _hwc(res)[win.keep]
-
-
-def _chw(crop: np.ndarray) -> np.ndarray:
-    """An HWC crop as a contiguous CHW array (OpenCV splits channels at memory speed)."""
-    if crop.shape[2] == 1:
-        return np.ascontiguousarray(crop[..., 0])[None]
-    return np.stack(cv2.split(crop))
-
-
-def _hwc(chw: np.ndarray) -> np.ndarray:
-    """A CHW array as HWC."""
-    if chw.shape[0] == 1:
-        return chw[0][..., None]
-    return cv2.merge(list(chw))
+            planes[win.plane].dst[win.write] = res[win.keep]
 
 
 def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """An N x C x H x W array (integers or float) as a tensor on ``device`` (through pinned memory to CUDA)."""
+    """A contiguous array (integers or float) as a tensor on ``device`` (through pinned memory to CUDA)."""
     t = torch.from_numpy(x)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
@@ -139,15 +129,15 @@ def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _to_host(y: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """A model result (float32; for an integer ``dtype`` already clamped and scaled to its range) as a
-    numpy array of ``dtype``, rounded half to even: converted on a GPU before the copy (less to move), on
+    """A model result (N x H x W x C float32; for an integer ``dtype`` already clamped and scaled to its
+    range) as a contiguous numpy array of ``dtype``, rounded half to even: converted on a GPU before the copy (less to move), on
     the CPU by OpenCV or numpy (faster than torch)."""
     dtype = np.dtype(dtype)
     if dtype == np.float32:
-        return y.cpu().numpy()
+        return y.contiguous().cpu().numpy()
     if y.device.type != "cpu":
-        return y.round_().to(_TORCH_DTYPES[dtype]).cpu().numpy()
-    y = y.numpy()
+        return y.round_().to(_TORCH_DTYPES[dtype]).contiguous().cpu().numpy()
+    y = y.contiguous().numpy()  # no copy when the model kept channels-last
     if dtype == np.uint8:  # rounds half to even and saturates, in one pass
         return cv2.convertScaleAbs(y.reshape(-1, y.shape[-1])).reshape(y.shape)
     return np.rint(y, out=y).astype(dtype)

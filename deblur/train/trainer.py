@@ -162,7 +162,7 @@ def train_loop(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)  # the same initial weights in every run of this seed
     net, name = initial_model(cfg)
-    net = net.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+    net = net.to(device, memory_format=models.memory_format(net))  # deblur's: channels-last, CPU and GPU
     opt = optimizer(net, cfg.lr)
     start = resume(net, opt, "step" if cfg.by_steps else "epoch", cfg.output)
     bf16 = resolve_precision(cfg.precision, device) == "bf16"
@@ -246,7 +246,7 @@ def train_by_steps(run: Run, stream: CropStream, val: list, start: int) -> None:
     """Steps ``start`` .. ``cfg.steps`` (or until ``cfg.minutes`` have passed, at the next validation) on
     batches from ``stream``; validation, a printed line and a checkpoint every ``cfg.val_every`` steps."""
     cfg, device = run.cfg, run.device
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    fmt = models.memory_format(run.net)
     t0, losses, budget = time.perf_counter(), [], cfg.minutes * 60
     for step, batch in enumerate(crop_loader(stream, cfg.loader_workers, device.type == "cuda"), start=start):
         progress = step / cfg.steps if cfg.steps else min((time.perf_counter() - t0) / budget, 1.0)

@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 
 import deblur
-from deblur.core import checkpoint, foreign
+from deblur.core import checkpoint, foreign, models
 from deblur.core.image import to_float
 from tests.conftest import textured
 
@@ -77,6 +77,7 @@ def test_a_foreign_checkpoint_gives_what_spandrel_gives(tmp_path, arch, form):
     uri = save(state, tmp_path / arch, form)
     restorer = deblur.load(uri, device="cpu", precision="fp32")  # against spandrel in fp32
     assert restorer.config["settings"]["architecture"] == arch
+    assert models.memory_format(restorer.model) == torch.contiguous_format  # spandrel's may use view()
     for h, w in ((37, 45), (20, 1)):  # not multiples of anything; one pixel wide
         x = to_float(textured(h, w, 3, seed=h))
         ours = restorer(x)

@@ -74,6 +74,21 @@ def test_settings_rebuild_the_same_architecture(name):
     assert torch.equal(model(x), again.eval()(x)) and not torch.allclose(model(x), x, atol=1e-2)
 
 
+@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_model_runs_channels_last_and_gives_what_nchw_gives(name, channels):
+    """deblur's models declare channels-last (their faster layout); converted, they compute the same."""
+    model = random_model(name, channels)
+    assert models.memory_format(model) == torch.channels_last
+    x = torch.rand(2, channels, 31, 40)
+    last = random_model(name, channels).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = last(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(out, model(x), atol=1e-5, rtol=0)
+    if channels == 3:  # a one-channel tensor is both layouts at once
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'nope'.*seed"):
         models.build("nope")

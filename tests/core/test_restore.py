@@ -92,6 +92,11 @@ def test_the_shipped_restorer_keeps_shape_dtype_and_range(restorer, channels, dt
     assert out.min() >= 0 and (out.max() <= 1 if dtype == np.float32 else True)
 
 
+def test_a_loaded_model_is_in_the_layout_it_runs_fastest_in(restorer):
+    weights = [p for p in restorer.model.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+
 def test_the_restorer_takes_pil_images_and_tiles_large_ones(restorer):
     img = textured(70, 90, 3)
     out = restorer(Image.fromarray(img))

@@ -72,6 +72,27 @@ def test_many_small_images_share_calls_and_equal_one_by_one():
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
+class _Layout(nn.Module):
+    """A model that records the layout of each input it gets (and returns it)."""
+
+    def __init__(self, memory_format: torch.memory_format) -> None:
+        super().__init__()
+        self.memory_format, self.seen = memory_format, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.is_contiguous(memory_format=self.memory_format))
+        return x
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_the_model_gets_its_input_in_the_layout_it_declares(memory_format, ensemble):
+    img = textured(70, 90, 3, seed=4)
+    model = _Layout(memory_format)
+    out = restore_images(model, [img], 3, torch.device("cpu"), tile=48, pad=4, ensemble=ensemble)[0]
+    assert model.seen and all(model.seen) and np.array_equal(out, img)
+
+
 def test_a_large_image_makes_no_whole_image_float_copy():
     img = np.random.default_rng(0).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)  # 9 MB; float32 would be 36
     net = _net()

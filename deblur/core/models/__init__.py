@@ -53,6 +53,12 @@ def settings_of(model: Model) -> dict[str, Any]:
     return model.settings.to_json()
 
 
+def memory_format(model: object) -> torch.memory_format:
+    """The layout ``model`` runs in: its ``memory_format`` (deblur's models: channels-last, see
+    :class:`~deblur.core.models.base.Model`), else NCHW (a foreign network may reshape with ``view``)."""
+    return getattr(model, "memory_format", torch.contiguous_format)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

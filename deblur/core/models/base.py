@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import torch
 import torch.nn as nn
 
 
@@ -27,6 +28,9 @@ class Model(nn.Module):
     """A de-blurring network: NCHW float32 [0, 1] in, the same shape out (clamped to [0, 1] in eval mode)."""
 
     Settings: ClassVar[type[Settings]]
+    # the layout its convolutions run fastest in (oneDNN on CPUs, cuDNN's tensor cores): channels-last
+    # (measured on the U-Net, 576x576 windows, 2 CPU cores: 1.9x fp32 and 1.3-1.8x bf16 against NCHW)
+    memory_format: ClassVar[torch.memory_format] = torch.channels_last
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
