@@ -106,7 +106,7 @@ def run(fn: Fn, planes: list[Plane], tile: int, pad: int, device: torch.device, 
     for group in batches(found, planes, pixels or budget(device)):
         first = planes[group[0].plane]
         crops = [planes[win.plane].src[win.read] for win in group]  # N x (H x W x C) views
-        nhwc = _to_device(np.stack(crops) if len(crops) > 1 else np.ascontiguousarray(crops[0])[None], device)
+        nhwc = _to_device(np.stack(crops), device)  # a contiguous, writable copy of the windows' integers
         x = nhwc.permute(0, 3, 1, 2).to(torch.float32, memory_format=memory_format)  # NCHW, any layout
         x = x.div_(first.top) if first.top != 1.0 else x.clamp_(0.0, 1.0)
         if first.expand:
