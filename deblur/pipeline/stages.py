@@ -11,6 +11,7 @@ and, with its batch, in the manifest. This module needs no Ray itself: Ray Data 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime, timezone
 from typing import Any
@@ -71,14 +72,20 @@ def _decode(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "refus
 
 
 class ModelStage:
-    """Ray Data actor: loads the checkpoint once, restores each DecodedRow's pixels in place (images of
-    one size share model calls) and names the precision it ran in."""
+    """Ray Data actor: loads the checkpoint once, when it first has an image to restore (a run whose
+    inputs are all skipped never loads it), restores each DecodedRow's pixels in place (images of one size
+    share model calls) and names the precision it ran in."""
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any]) -> None:
+        self.checkpoint_uri, self.gpu, self.options = checkpoint_uri, gpu, options
+
+    @functools.cached_property
+    def restorer(self) -> Any:
+        """The :class:`~deblur.core.restore.Restorer`, loaded on first use."""
         from deblur.core import restore  # here, not above: the decode and write tasks need no torch
 
-        device = restore.default_device() if gpu else "cpu"
-        self.restorer = restore.load(checkpoint_uri, device, **options)
+        device = restore.default_device() if self.gpu else "cpu"
+        return restore.load(self.checkpoint_uri, device, **self.options)
 
     def __call__(self, batch: Batch) -> Batch:
         images = [unpack(p, str(s), str(d)) if p else None for p, s, d in
@@ -91,6 +98,8 @@ class ModelStage:
         fails its images only."""
         pixels, errors = list(batch["pixels"]), list(batch["error"])
         todo = [i for i, img in enumerate(pixels) if img is not None]
+        if not todo:
+            return {**batch, "precision": [""] * len(pixels)}
         try:
             for i, img in zip(todo, self.restorer.restore_many([pixels[i] for i in todo])):
                 pixels[i] = img
@@ -167,11 +176,15 @@ class FusedStage(ModelStage):
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any], sink: dict[str, str],
                  decode: dict[str, Any], budget: int = 0) -> None:
+        super().__init__(checkpoint_uri, gpu, options)
+        self.sink, self.decode, self._budget = sink, decode, budget
+
+    @functools.cached_property
+    def budget(self) -> int:
+        """Pixels gathered for one model call (the device's, :func:`tiles.budget`, unless given)."""
         from deblur.core import tiles  # in the actor only, as ModelStage's restore
 
-        super().__init__(checkpoint_uri, gpu, options)
-        self.sink, self.decode = sink, decode
-        self.budget = budget or tiles.budget(self.restorer.device)
+        return self._budget or tiles.budget(self.restorer.device)
 
     def __call__(self, batch: Batch) -> Batch:
         records: list[Batch] = []
@@ -183,7 +196,7 @@ class FusedStage(ModelStage):
             pending.append(row)
             img = row["pixels"][0]
             pixels += img.shape[0] * img.shape[1] if img is not None else 0
-            if pixels >= self.budget or i == n - 1:
+            if i == n - 1 or (pixels and pixels >= self.budget):
                 records.append(write_batch(self.restore(concat(pending)), **self.sink))
                 pending, pixels = [], 0
         return concat(records)

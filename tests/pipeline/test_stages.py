@@ -38,3 +38,17 @@ def test_the_fused_stage_restores_small_images_together_and_writes_chunk_by_chun
     manifest = sinks.read_manifest(out).to_pylist()
     assert sorted(r["time"].timestamp() for r in manifest) == sorted(records["written"])
     assert len(list((tmp_path / "out" / "_manifest").glob("part-*.parquet"))) == 3
+
+
+def test_a_batch_with_nothing_to_restore_never_loads_the_model(tmp_path, seed_checkpoint):
+    """A nightly run over a bucket with nothing new: the actor loads no model (no torch, no GPU memory)."""
+    sink = {"fmt": "png", "output": str(tmp_path / "out"), "run": "r1", "model_id": "seed-x"}
+    stage = FusedStage(str(tmp_path / "no-checkpoint-here"), False, {}, sink, {})  # loading it would fail
+    batch = _inputs(tmp_path, [(32, 32)] * 3)
+    batch["skip"] = np.array([True, True, False])
+    batch["error"] = np.array(["", "", "listing: unreadable"])
+    records = stage(batch)
+    assert records["status"] == ["skipped", "skipped", "failed"] and records["precision"] == [""] * 3
+    assert "restorer" not in vars(stage)  # never loaded
+    stage = FusedStage(seed_checkpoint, False, {"precision": "fp32"}, sink, {})
+    assert stage(_inputs(tmp_path, [(32, 32)]))["status"] == ["done"] and "restorer" in vars(stage)
