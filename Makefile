@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+UV = $(BIN)/uv pip install --python $(BIN)/python
 DATA ?= ../shared/data
 IMAGE ?= deblur:0.1.0
 # empty: PyPI's torch (on Linux x86_64 a CUDA build, ~5.6 GB with its libraries); `make demo TORCH=cpu`: the CPU
@@ -27,11 +28,12 @@ test: $(VENV)/.installed  ## install, then run the test suite (real Ray, real S3
 
 install: $(VENV)/.installed
 
+# uv installs the same locked set as pip would, from the same index, ~4x faster (20 s against 75 here)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(if $(TORCH),$(BIN)/python -m pip install -c constraints.txt --index-url $(TORCH_INDEX) torch torchvision)
-	$(BIN)/python -m pip install -c constraints.txt -e '.[test,s3]'
+	$(BIN)/python -m pip install -c constraints.txt uv
+	$(if $(TORCH),$(UV) -c constraints.txt --index-url $(TORCH_INDEX) torch torchvision)
+	$(UV) -c constraints.txt -e '.[test,s3]'
 	touch $@
 
 lock: $(VENV)/.installed  ## rewrite constraints.txt from the installed set (after changing dependencies)
