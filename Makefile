@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-UV = $(BIN)/uv pip install --python $(BIN)/python
+UV = $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode
 DATA ?= ../shared/data
 IMAGE ?= deblur:0.1.0
 # empty: PyPI's torch (on Linux x86_64 a CUDA build, ~5.6 GB with its libraries); `make demo TORCH=cpu`: the CPU
@@ -28,7 +28,9 @@ test: $(VENV)/.installed  ## install, then run the test suite (real Ray, real S3
 
 install: $(VENV)/.installed
 
-# uv installs the same locked set as pip would, from the same index, ~4x faster (20 s against 75 here)
+# uv installs the same locked set as pip would, from the same index, ~4x faster (20 s against 75 here);
+# --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set (CI here), nothing is compiled later,
+# and every process (each Ray worker) would compile torch and Ray again (measured: the suite ran 20+ minutes)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -c constraints.txt uv
