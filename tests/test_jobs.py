@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import fsspec
 import pytest
@@ -97,7 +98,7 @@ def _forget_head(port: int) -> None:
 
 def submit(head, *job: str) -> subprocess.CompletedProcess:
     """``ray job submit`` (waits for the job); ``stdout`` is then replaced by the job's complete log."""
-    sid = f"test-{time.time_ns()}"
+    sid = f"test-{time.time_ns()}-{secrets.token_hex(3)}"  # unique when two are submitted at once
     ray = os.path.join(BIN, "ray")
     cmd = [ray, "job", "submit", "--address", head["address"], "--submission-id", sid, "--working-dir", ROOT,
            "--runtime-env", os.path.join(ROOT, "jobs", "runtime_env.yaml"), "--", sys.executable, *job]
@@ -152,33 +153,36 @@ def test_train_then_deblur_jobs_over_buckets(head, bucket):
     assert fs.exists(f"{root}/runs/r1/epoch_0002/model.safetensors")
     assert fs.exists(f"{root}/runs/r1/{best.group(1)}/model.safetensors")
 
-    evaluation = submit(head, "jobs/evaluate.py", "--model", f"{bucket}/runs/r1", "--data", f"{bucket}/sharp",
-                        "--degradation", "gaussian:sigma=1.0", "--output", f"{bucket}/eval")
+    job = ["jobs/deblur.py", "--model", f"{bucket}/runs/r1", "--input", f"{bucket}/incoming",
+           "--output", f"{bucket}/deblurred"]
+    with ThreadPoolExecutor(2) as pool:  # two jobs on the cluster at once: the evaluation and the first run
+        evaluating = pool.submit(submit, head, "jobs/evaluate.py", "--model", f"{bucket}/runs/r1", "--data",
+                                 f"{bucket}/sharp", "--degradation", "gaussian:sigma=1.0", "--output", f"{bucket}/eval")
+        first = submit(head, *job)
+        evaluation = evaluating.result()
     assert evaluation.returncode == 0, evaluation.stdout[-3000:] + evaluation.stderr[-2000:]
     assert "6 images, gaussian:sigma=1.0: blurred" in evaluation.stdout
     fs.invalidate_cache()
     assert {"metrics.parquet", "summary.json", "report.png", "report.html"} <= {
         p.rsplit("/", 1)[-1] for p in fs.ls(f"{root}/eval")}
 
-    job = ["jobs/deblur.py", "--model", f"{bucket}/runs/r1", "--input", f"{bucket}/incoming",
-           "--output", f"{bucket}/deblurred"]
-    first = submit(head, *job)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "3 done, 0 skipped, 0 failed" in first.stdout
     fs.invalidate_cache()
     assert sorted(fs.find(f"{root}/deblurred/day1")) == [f"{root}/deblurred/day1/b{i}.png" for i in range(3)]
     assert len(sinks.read_manifest(f"{bucket}/deblurred")) == 3
 
-    again = submit(head, *job)
-    assert again.returncode == 0 and "0 done, 3 skipped, 0 failed" in again.stdout
-
     from tests.core.test_foreign import nafnet, random_weights  # a pretrained model's file, in the bucket
 
     buf = io.BytesIO()
     torch.save({"params": random_weights(nafnet)}, buf)
     fs.pipe(f"{root}/models/NAFNet-tiny.pth", buf.getvalue())
-    foreign = submit(head, "jobs/deblur.py", "--model", f"{bucket}/models/NAFNet-tiny.pth", "--input",
-                     f"{bucket}/incoming", "--output", f"{bucket}/deblurred-nafnet", "--format", "parquet")
+    with ThreadPoolExecutor(2) as pool:  # the rerun beside a run of another model into another output
+        rerun = pool.submit(submit, head, *job)
+        foreign = submit(head, "jobs/deblur.py", "--model", f"{bucket}/models/NAFNet-tiny.pth", "--input",
+                         f"{bucket}/incoming", "--output", f"{bucket}/deblurred-nafnet", "--format", "parquet")
+        again = rerun.result()
+    assert again.returncode == 0 and "0 done, 3 skipped, 0 failed" in again.stdout
     assert foreign.returncode == 0 and "3 done, 0 skipped, 0 failed" in foreign.stdout, foreign.stdout[-3000:]
     assert {r["model"][:7] for r in sinks.read_manifest(f"{bucket}/deblurred-nafnet").to_pylist()} == {"NAFNet-"}
 

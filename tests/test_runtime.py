@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
@@ -120,16 +121,18 @@ def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder):
     """Each epoch line once, no Ray Train/Data chatter, no colour codes in redirected output, a warning for
     images smaller than the patch; -v shows all."""
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
-    outputs = {}
-    for flags in ([], ["-v"]):
+
+    def train(flags: list[str]) -> str:
         out = tmp_path / f"run{len(flags)}"
         result = subprocess.run([sys.executable, "-m", "deblur.cli", *flags, "train", "--data", str(photo_folder),
                                  "--val-data", str(photo_folder), "--output", str(out), "--epochs", "2",
                                  "--batch-size", "2", "--patch-size", "48", "--workers", "1"],
                                 capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
-        outputs[len(flags)] = result.stdout + result.stderr
-    quiet, loud = outputs[0], outputs[1]
+        return result.stdout + result.stderr
+
+    with ThreadPoolExecutor(2) as pool:  # the two runs side by side on the session's cluster
+        quiet, loud = pool.map(train, ([], ["-v"]))
     for epoch in ("epoch 1/2 ", "epoch 2/2 "):
         assert quiet.count(epoch) == 1, quiet[-3000:]
     assert "\x1b[" not in quiet
