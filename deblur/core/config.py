@@ -168,6 +168,11 @@ class TrainConfig(_Config):
         """True when training runs by steps or minutes rather than epochs."""
         return self.steps > 0 or self.minutes > 0
 
+    @property
+    def resident(self) -> bool:
+        """True when the training set is read once and kept in memory (``--cache``, or training by steps)."""
+        return self.cache or self.by_steps
+
     def sources(self) -> list[str]:
         """The folders/buckets this run reads and that must exist (``data`` unless it names the
         Fashion-MNIST download, and ``val_data``)."""

@@ -87,19 +87,18 @@ def restore_images(model: nn.Module, images: list[np.ndarray], channels: int, de
     :mod:`deblur.core.tiles`); pixels stay integers until they reach ``device``. ``ensemble`` averages the 8 flips/rotations
     (:func:`self_ensemble`); ``precision`` (fp32, bf16, fp16) is the model's autocast dtype.
     """
-    fmt = memory_format(model)
+    fmt = memory_format(model)  # tiles.run hands the model its windows in it
 
-    def call(x: torch.Tensor) -> torch.Tensor:
-        return model(x.contiguous(memory_format=fmt))  # a no-op but after a flip of the ensemble
+    def call(x: torch.Tensor) -> torch.Tensor:  # a flip or rotation of the ensemble changes the strides
+        return model(x.contiguous(memory_format=fmt))
 
-    fn = self_ensemble(call) if ensemble else call
+    fn = self_ensemble(call) if ensemble else model
     outs = [np.empty(img.shape, np.float32 if np.issubdtype(img.dtype, np.floating) else img.dtype)
             for img in images]
     planes = [p for img, out in zip(images, outs) for p in _planes(img, out, channels)]
     with autocast(device, precision):
         tiles.run(fn, planes, tile, pad, device, budget, fmt)
     return outs
-
 
 
 def _planes(img: np.ndarray, out: np.ndarray, channels: int) -> list[tiles.Plane]:

@@ -10,8 +10,9 @@ equals whole-image processing exactly.
 Windows of the same shape, from one image or many, go through the model together, up to ``budget`` pixels
 a call (:data:`BUDGETS`): a large image costs one tile batch of memory, many small images share calls. Each
 batch is gathered as integers in the images' own channels-last order (pinned memory and a non-blocking
-copy on CUDA), converted to float32 [0, 1] on the device in the layout the model asks for, and its results rounded back to the output dtype on the device before they are
-written into a preallocated output: no float copy of a whole image is ever made.
+copy on CUDA), converted to float32 [0, 1] on the device in the layout the model asks for, and its
+results rounded back to the output dtype on the device before they are written into a preallocated
+output: no float copy of a whole image is ever made.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def _to_host(y: torch.Tensor, dtype: np.dtype) -> np.ndarray:
     """A model result (N x H x W x C float32; for an integer ``dtype`` already clamped and scaled to its
-    range) as a contiguous numpy array of ``dtype``, rounded half to even: converted on a GPU before the copy (less to move), on
-    the CPU by OpenCV or numpy (faster than torch)."""
+    range) as a contiguous numpy array of ``dtype``, rounded half to even: converted on a GPU before the
+    copy (less to move), on the CPU by OpenCV or numpy (faster than torch)."""
     dtype = np.dtype(dtype)
     if dtype == np.float32:
         return y.contiguous().cpu().numpy()

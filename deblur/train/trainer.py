@@ -115,16 +115,15 @@ def worker_data(cfg: TrainConfig, train_ds: ray.data.Dataset, val_ds: ray.data.D
 
     Read and decode now, with every CPU, before the training workers hold them: the validation set always
     (it is small), the training set unless ``--no-cache`` asks to stream it every epoch. What is read is
-    split here into equal parts, a worker's part handed to it as it is (no coordinator actors between them:
-    three fewer processes a run); a streamed training set goes through Ray Train's own split.
+    split here into equal parts, a worker's part handed to it as it is (no split coordinator actors between
+    them: two fewer processes a run); a streamed training set goes through Ray Train's own split.
     """
     val_ds = val_ds.materialize()
-    resident = cfg.cache or cfg.by_steps
-    train_ds = train_ds.materialize() if resident else train_ds
-    if val_ds.count() == 0 or (resident and train_ds.count() == 0):
+    train_ds = train_ds.materialize() if cfg.resident else train_ds
+    if val_ds.count() == 0 or (cfg.resident and train_ds.count() == 0):
         raise ValueError("no training or validation images; use --val-data or a larger --val-fraction")
     shards = {"val": val_ds.split(cfg.workers, equal=True)}
-    if resident:
+    if cfg.resident:
         return {}, {**shards, "train": train_ds.split(cfg.workers, equal=True)}
     return {"train": train_ds}, shards
 
@@ -211,9 +210,9 @@ def train_loop(config: dict) -> None:
     channels = net.settings.channels
     val = validation_pairs(shard(config, "val", rank), parse_degradation(cfg.degradation), cfg.patch_size,
                            channels, cfg.seed, cfg.val_crops)
-    train = ShardImages(shard(config, "train", rank), cfg.cache or cfg.by_steps, cfg.patches_per_image)
+    train = ShardImages(shard(config, "train", rank), cfg.resident, cfg.patches_per_image)
     per_worker = max(1, cfg.batch_size // world)
-    if rank == 0 and (cfg.cache or cfg.by_steps):
+    if rank == 0 and cfg.resident:
         warn_small(train.all(), cfg.patch_size)
     if cfg.by_steps:
         stream = CropStream(train.all(), cfg.degradation, cfg.patch_size, per_worker, channels, cfg.seed, rank,
