@@ -4,8 +4,8 @@ arguments are known to be good, so bad input fails fast. Says on one line which 
 
 Quiet unless the root logger is at DEBUG (``deblur -v``): Ray's own INFO logs, Ray Data's progress logs and
 bars, Ray Train's per-report lines, Python warnings and C++ log lines from workers, and colour codes in
-redirected output are all turned down; the commands print their own progress instead. (The driver's own C++
-lines, e.g. one note per Ray Data actor pool, cannot be filtered from Python and still show.)
+redirected output are all turned down; the commands print their own progress instead. The driver's own C++
+note that says nothing to a user (one per Ray Data actor pool) is dropped from its standard error.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def ensure_ray() -> None:
     if not loud:
         _quiet_data()
         _quiet_worker_logs()
+        _quiet_driver_notes()
     resources = ray.cluster_resources()
     size = f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
     if address:
@@ -150,6 +151,51 @@ def _quiet_worker_logs() -> None:
     dispatcher = worker.global_worker_stdstream_dispatcher
     dispatcher.remove_handler("ray_print_logs")
     dispatcher.add_handler("ray_print_logs", print_kept)
+
+
+# The driver's own C++ lines that say nothing to a deblur user. Ray Data hands each actor pool its map function
+# through the object store and restarts crashed actors, so Ray's core worker warns (at error level, once per
+# pool) that a restart would fail were that object lost (ray-project/ray#53727); the driver holds it for as
+# long as the pool lives.
+_DRIVER_NOTES = (b"has constructor arguments in the object store and max_restarts > 0",)
+
+
+def _quiet_driver_notes() -> None:
+    """Drop :data:`_DRIVER_NOTES` from file descriptor 2, where Ray's C++ code writes them out of Python's reach.
+
+    Descriptor 2 becomes a pipe that a thread copies line by line to the original stream, leaving those out;
+    ``sys.stderr`` writes to the original stream directly (a terminal stays a terminal, for progress bars).
+    Undone at exit. Skipped where ``sys.stderr`` is not the process's own (e.g. under pytest's capture).
+    """
+    import atexit
+    import threading
+
+    if sys.stderr is None or sys.stderr is not sys.__stderr__:
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+    sys.stderr = open(os.dup(original), "w", buffering=1, encoding=sys.__stderr__.encoding,
+                      errors=sys.__stderr__.errors)
+
+    def copy() -> None:
+        with open(read, "rb") as lines, open(original, "wb", closefd=False) as out:
+            for line in lines:
+                if not any(note in line for note in _DRIVER_NOTES):
+                    out.write(line)
+                    out.flush()
+
+    thread = threading.Thread(target=copy, name="deblur-stderr", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer goes: the thread copies what is left, then ends
+        thread.join(timeout=2)
+
+    atexit.register(restore)
 
 
 def _quiet_data() -> None:

@@ -46,7 +46,7 @@ stop)
     rm -f "$state.pid"
     # Ray's note of "the cluster on this machine", when it names this head (ray stop removes it; a stale one
     # makes the next plain ray.init() try to attach to a dead head)
-    current=${TMPDIR:-/tmp}/ray/ray_current_cluster
+    current=${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray/ray_current_cluster
     grep -qs ":$port\$" "$current" && rm -f "$current"
     echo "stopped the head on port $port" ;;
 *)

@@ -77,13 +77,17 @@ def head(s3_endpoint, tmp_path_factory):
         _forget_head(port)
 
 
-CURRENT_CLUSTER = "/tmp/ray/ray_current_cluster"  # Ray's note of the machine's cluster, which ray.init() follows
+def _current_cluster() -> str:
+    """Ray's note of the machine's cluster, which ray.init() follows (under RAY_TMPDIR when set)."""
+    from ray._common.utils import get_ray_address_file
+
+    return get_ray_address_file(None)
 
 
 def _noted(port: int) -> bool:
     """Whether Ray's note of the machine's current cluster names the head on ``port``."""
     try:
-        with open(CURRENT_CLUSTER) as f:
+        with open(_current_cluster()) as f:
             return f.read().strip().endswith(f":{port}")
     except FileNotFoundError:
         return False
@@ -93,7 +97,7 @@ def _forget_head(port: int) -> None:
     """Remove Ray's note when it names the head on ``port`` (as ray stop does): left behind, it makes a later
     plain ``ray.init()`` try to attach to a dead head."""
     if _noted(port):
-        os.remove(CURRENT_CLUSTER)
+        os.remove(_current_cluster())
 
 
 def submit(head, *job: str) -> subprocess.CompletedProcess:

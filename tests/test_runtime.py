@@ -117,28 +117,33 @@ def test_the_watcher_kills_what_outlives_the_driver_and_nothing_else():
     bystander.kill()
 
 
-def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder):
+def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder, seed_checkpoint):
     """Each epoch line once, no Ray Train/Data chatter, no colour codes in redirected output, a warning for
-    images smaller than the patch; -v shows all."""
+    images smaller than the patch; a run without the driver's C++ note on its actor pool; -v shows all."""
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
 
-    def train(flags: list[str]) -> str:
-        out = tmp_path / f"run{len(flags)}"
-        result = subprocess.run([sys.executable, "-m", "deblur.cli", *flags, "train", "--data", str(photo_folder),
-                                 "--val-data", str(photo_folder), "--output", str(out), "--epochs", "2",
-                                 "--batch-size", "2", "--patch-size", "48", "--workers", "1"],
-                                capture_output=True, text=True, env=env, timeout=600)
+    def command(args: list[str]) -> str:
+        result = subprocess.run([sys.executable, "-m", "deblur.cli", *args], capture_output=True, text=True,
+                                env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout + result.stderr
 
-    with ThreadPoolExecutor(2) as pool:  # the two runs side by side on the session's cluster
-        quiet, loud = pool.map(train, ([], ["-v"]))
+    def train(flags: list[str]) -> list[str]:
+        return [*flags, "train", "--data", str(photo_folder), "--val-data", str(photo_folder), "--output",
+                str(tmp_path / f"run{len(flags)}"), "--epochs", "2", "--batch-size", "2", "--patch-size", "48",
+                "--workers", "1"]
+
+    run = ["run", "--model", seed_checkpoint, "--input", str(photo_folder), "--output", str(tmp_path / "restored")]
+    with ThreadPoolExecutor(3) as pool:  # side by side on the session's cluster
+        quiet, loud, ran = pool.map(command, (train([]), train(["-v"]), run))
     for epoch in ("epoch 1/2 ", "epoch 2/2 "):
         assert quiet.count(epoch) == 1, quiet[-3000:]
     assert "\x1b[" not in quiet
     assert "warning: 3 of 6 training images are smaller than --patch-size 48 (the smallest is 52x36)" in quiet
     for noise in ("Reporting training result", "Running Dataset", "Total Progress", "core_worker.cc", "Warning:"):
         assert noise not in quiet, (noise, quiet[-3000:])
+        assert noise not in ran, (noise, ran[-3000:])
+    assert "6 done, 0 skipped, 0 failed" in ran, ran[-3000:]
     assert "Reporting training result" in loud  # -v: everything
 
 
