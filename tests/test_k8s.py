@@ -36,14 +36,18 @@ def strict(schema: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def schemas() -> dict[str, dict]:
-    """kind -> the v1 openAPIV3Schema of its CRD, made strict."""
+def schemas() -> dict[str, jsonschema.protocols.Validator]:
+    """kind -> a validator of the v1 openAPIV3Schema of its CRD, made strict. The schema is checked against
+    its metaschema once, here (``jsonschema.validate`` would check it again at every call: seconds each)."""
     out = {}
     for path in glob.glob(os.path.join(ROOT, "tests", "schemas", "kuberay", "*.yaml.gz")):
         with gzip.open(path, "rt") as f:
-            crd = yaml.safe_load(f)
+            crd = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml's: ~10x faster
         version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-        out[crd["spec"]["names"]["kind"]] = strict(version["schema"]["openAPIV3Schema"])
+        schema = strict(version["schema"]["openAPIV3Schema"])
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        out[crd["spec"]["names"]["kind"]] = cls(schema)
     return out
 
 
@@ -61,7 +65,7 @@ def test_there_is_a_training_job_and_a_nightly_schedule():
 def test_manifest_validates_against_its_crd(schemas, path):
     manifest = _load(path)
     assert manifest["apiVersion"] == "ray.io/v1"
-    jsonschema.validate(manifest, schemas[manifest["kind"]])
+    schemas[manifest["kind"]].validate(manifest)
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=os.path.basename)
@@ -92,7 +96,7 @@ def test_a_wrong_field_fails(schemas, field, value):
     manifest = _load(os.path.join(ROOT, "jobs", "k8s", "base", "rayjob-train.yaml"))
     manifest["spec"][field] = value  # a RayJob has no schedule (that is a RayCronJob); entrypoint is a string
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(manifest, schemas["RayJob"])
+        schemas["RayJob"].validate(manifest)
 
 
 
@@ -125,7 +129,7 @@ def test_every_kustomization_renders_manifests_that_validate(schemas, folder):
     docs = _render(folder)
     assert sorted(d["kind"] for d in docs) == ["RayCronJob", "RayJob"]
     for manifest in docs:
-        jsonschema.validate(manifest, schemas[manifest["kind"]])
+        schemas[manifest["kind"]].validate(manifest)
         for group in _groups(manifest)[1]:
             pod = group["template"]["spec"]
             gpu = any("nvidia.com/gpu" in c["resources"]["limits"] for c in pod["containers"])
