@@ -144,10 +144,10 @@ def run(cfg: PipelineConfig) -> Summary:
         with small_blocks(cfg.batch_size):
             if cfg.input_column:
                 roots = tuple(absolute(r) for r in cfg.read_roots)
-                ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots)
+                ds, per_task = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots), cfg.batch_size
             else:
-                ds = input_rows(source, output, cfg.format, known, cfg.batch_size)
-            ds = add_stages(ds, cfg, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
+                ds, per_task = input_rows(source, output, cfg.format, known, cfg.batch_size, cfg.workers)
+            ds = add_stages(ds, cfg, per_task, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
             progress.add(batch)
             for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
@@ -197,17 +197,18 @@ def check_overlap(source: str, output: str, parquet_input: bool) -> None:
                      "results or write among its inputs; choose an output outside the input")
 
 
-def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, ckpt: str, sink: dict) -> ray.data.Dataset:
-    """decode -> model -> write: separate stages when the model runs on GPUs (``--stages split``, the
-    default with ``--gpu``), one fused CPU actor otherwise; see :mod:`deblur.pipeline.stages`."""
+def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: str, sink: dict) -> ray.data.Dataset:
+    """decode -> model -> write, ``per_task`` rows a task: separate stages when the model runs on GPUs
+    (``--stages split``, the default with ``--gpu``), one fused CPU actor otherwise; see
+    :mod:`deblur.pipeline.stages`."""
     model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict()}
     decode = {"max_megapixels": cfg.max_megapixels, "multi_frame": cfg.multi_frame}
     actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0,
-              "batch_size": cfg.batch_size, "batch_format": "numpy",
+              "batch_size": per_task, "batch_format": "numpy",
               **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
               **({"memory": cfg.worker_memory * 1e9} if cfg.worker_memory else {})}
     if cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu):
         return ds.map_batches(FusedStage, fn_constructor_kwargs={**model, "sink": sink, "decode": decode}, **actors)
-    ds = ds.map_batches(decode_batch, fn_kwargs=decode, batch_size=cfg.batch_size, batch_format="numpy")
+    ds = ds.map_batches(decode_batch, fn_kwargs=decode, batch_size=per_task, batch_format="numpy")
     ds = ds.map_batches(ModelStage, fn_constructor_kwargs=model, **actors)
-    return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=cfg.batch_size, batch_format="numpy")
+    return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=per_task, batch_format="numpy")

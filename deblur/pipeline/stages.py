@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -81,9 +82,15 @@ class ModelStage:
 
     @functools.cached_property
     def restorer(self) -> Any:
-        """The :class:`~deblur.core.restore.Restorer`, loaded on first use."""
-        from deblur.core import restore  # here, not above: the decode and write tasks need no torch
+        """The :class:`~deblur.core.restore.Restorer`, loaded on first use, with as many CPU threads as Ray
+        gave the actor CPUs (``OMP_NUM_THREADS``, which Ray sets)."""
+        import torch  # here, not above: the decode and write tasks need no torch
 
+        from deblur.core import restore
+
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if threads.isdigit() and int(threads) >= 1:  # torch reads it at import only: an import before Ray set it
+            torch.set_num_threads(int(threads))      # (a setup hook's) left one thread per core in every actor
         device = restore.default_device() if self.gpu else "cpu"
         return restore.load(self.checkpoint_uri, device, **self.options)
 

@@ -1,3 +1,4 @@
+from deblur.pipeline.listing import TASKS_PER_ACTOR, rows_per_task
 from deblur.pipeline.sinks import Known
 
 
@@ -20,3 +21,13 @@ def test_by_content_the_stage_decides_and_is_told_the_recorded_version():
 def test_taken_keys_are_relative_to_the_output_and_ignore_case():
     known = Known(owners={"/out/Sub/A.png": "/in/x", "/elsewhere/b.png": "/in/y"})
     assert known.taken("/out") == {"sub/a.png": "/in/x"}
+
+
+def test_a_small_run_is_cut_finer_so_the_actors_finish_together():
+    assert rows_per_task(20, 4, 2) == 1  # 20 photos, two actors: one a task (4 a task left one actor idle)
+    assert rows_per_task(2 * TASKS_PER_ACTOR * 4, 4, 2) == 4  # enough for every actor: the batch size
+    assert rows_per_task(2000, 64, 2) == 64 and rows_per_task(10_000, 4, 100) == 4
+    assert rows_per_task(0, 4, 1) == rows_per_task(3, 4, 8) == 1
+    for listed in range(1, 200):  # never above the batch size, and every actor has TASKS_PER_ACTOR where it can
+        per = rows_per_task(listed, 8, 3)
+        assert 1 <= per <= 8 and (per == 1 or -(-listed // per) >= 3 * TASKS_PER_ACTOR)

@@ -52,3 +52,19 @@ def test_a_batch_with_nothing_to_restore_never_loads_the_model(tmp_path, seed_ch
     assert "restorer" not in vars(stage)  # never loaded
     stage = FusedStage(seed_checkpoint, False, {"precision": "fp32"}, sink, {})
     assert stage(_inputs(tmp_path, [(32, 32)]))["status"] == ["done"] and "restorer" in vars(stage)
+
+
+def test_the_model_stage_runs_as_many_threads_as_ray_gave_it_cpus(tmp_path, seed_checkpoint, monkeypatch):
+    """Ray tells an actor its CPUs in OMP_NUM_THREADS, which torch reads only at import: in an actor whose
+    torch was imported earlier (by a setup hook, as bench/throughput.py's), two actors on two cores ran two
+    threads each and the pipeline fell to 0.6-0.8x the bare loop."""
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    monkeypatch.setenv("OMP_NUM_THREADS", str(wanted))
+    try:
+        stage = FusedStage(seed_checkpoint, False, {"precision": "fp32"}, {}, {})
+        assert stage.restorer is not None and torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
