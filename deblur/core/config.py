@@ -231,6 +231,9 @@ class PipelineConfig(RestoreConfig):
     format: str = setting("png", "one image file per input, or Parquet rows with the encoded PNG (default: "
                           "%(default)s)", choices=PIPELINE_FORMATS)
     workers: int = setting(1, "model actors (default: %(default)s)")
+    worker_cpus: int = setting(0, "CPUs Ray reserves for each model actor, which runs as many threads (0: on CPUs "
+                               "with fused stages, the cluster's CPUs shared among --workers, at most one node's; "
+                               "else 1; default: %(default)s)")
     gpu: bool = setting(False, "one GPU per model actor")
     batch_size: int = setting(4, "images per actor task: results land (and progress moves) a batch at a time; raise "
                               "it for many small images, which then share model calls (default: %(default)s)")
@@ -260,6 +263,7 @@ class PipelineConfig(RestoreConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "read_roots", tuple(self.read_roots or ()))
         _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _require(self.worker_cpus >= 0, f"worker-cpus must be >= 0 (0: automatic), got {self.worker_cpus}")
         _require(self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}")
         _require(self.worker_memory >= 0, f"worker-memory must be >= 0 (0: none reserved), got {self.worker_memory}")
         _require(self.max_megapixels >= 0, f"max-megapixels must be >= 0 (0: no limit), got {self.max_megapixels}")

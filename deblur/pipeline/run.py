@@ -11,9 +11,11 @@ file is an error row, never fatal; inputs already done (per the manifest) are sk
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import sys
 import time
+import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -148,15 +150,33 @@ def run(cfg: PipelineConfig) -> Summary:
             else:
                 ds, per_task = input_rows(source, output, cfg.format, known, cfg.batch_size, cfg.workers)
             ds = add_stages(ds, cfg, per_task, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-            progress.add(batch)
-            for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
-                if st == "failed":
-                    log.warning("failed: %s: %s", path, err)
+        try:
+            count(ds, progress)
+        except BaseException as e:
+            ds = None  # the dataset holds its executor, which holds the actors
+            release(e)
+            raise
         if cfg.format == "parquet":
             sinks.commit_parquet(output)  # before compaction: every record still names the part it wrote
         manifest = sinks.compact_manifest(output, run_id)
     return progress.summary(cfg.output, manifest)
+
+
+def count(ds: ray.data.Dataset, progress: Progress) -> None:
+    """Run ``ds`` and count its records in ``progress`` as they land, naming each failed input."""
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        progress.add(batch)
+        for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
+            if st == "failed":
+                log.warning("failed: %s: %s", path, err)
+
+
+def release(error: BaseException) -> None:
+    """Let a failed run's actors go now. Ray Data drops its handles to them and leaves their end to reference
+    counting, but the frames in ``error``'s traceback (which a caller may keep) hold its executor, so the
+    actors and their CPUs would outlive the run and a next run in this process would wait for them forever."""
+    traceback.clear_frames(error.__traceback__)
+    gc.collect()
 
 
 ROW_BYTES = 256  # about the size of a listing row (two URLs and a version) or of a record
@@ -203,12 +223,28 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: s
     :mod:`deblur.pipeline.stages`."""
     model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict()}
     decode = {"max_megapixels": cfg.max_megapixels, "multi_frame": cfg.multi_frame}
-    actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0,
+    fused = cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu)
+    cpus = actor_cpus(cfg.worker_cpus, cfg.workers, fused and not cfg.gpu,
+                      [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]])
+    actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0, "num_cpus": cpus,
               "batch_size": per_task, "batch_format": "numpy",
               **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
               **({"memory": cfg.worker_memory * 1e9} if cfg.worker_memory else {})}
-    if cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu):
+    if fused:
         return ds.map_batches(FusedStage, fn_constructor_kwargs={**model, "sink": sink, "decode": decode}, **actors)
     ds = ds.map_batches(decode_batch, fn_kwargs=decode, batch_size=per_task, batch_format="numpy")
     ds = ds.map_batches(ModelStage, fn_constructor_kwargs=model, **actors)
     return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=per_task, batch_format="numpy")
+
+
+def actor_cpus(requested: int, workers: int, whole_nodes: bool, node_cpus: list[float]) -> int:
+    """CPUs for each of ``workers`` model actors (Ray reserves them; the actor runs as many torch threads):
+    ``requested``, else, where the actors do all the work on CPUs (``whole_nodes``: fused stages, no GPU),
+    the cluster's CPUs (``node_cpus``, one entry a node) shared among them, at most one node's, and 1
+    otherwise (split stages need CPUs for their decode and write tasks) or where the cluster has no CPUs
+    yet (an autoscaling cluster then adds nodes for the actors)."""
+    if requested:
+        return requested
+    if not whole_nodes or not node_cpus:
+        return 1
+    return max(1, min(int(max(node_cpus)), int(sum(node_cpus)) // workers))

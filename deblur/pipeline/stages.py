@@ -83,14 +83,15 @@ class ModelStage:
     @functools.cached_property
     def restorer(self) -> Any:
         """The :class:`~deblur.core.restore.Restorer`, loaded on first use, with as many CPU threads as Ray
-        gave the actor CPUs (``OMP_NUM_THREADS``, which Ray sets)."""
+        gave the actor CPUs (``OMP_NUM_THREADS``, which Ray sets), at most the cores it may run on."""
         import torch  # here, not above: the decode and write tasks need no torch
 
         from deblur.core import restore
 
         threads = os.environ.get("OMP_NUM_THREADS", "")
         if threads.isdigit() and int(threads) >= 1:  # torch reads it at import only: an import before Ray set it
-            torch.set_num_threads(int(threads))      # (a setup hook's) left one thread per core in every actor
+            # (a setup hook's) left a thread per core in every actor; never more threads than the process's cores
+            torch.set_num_threads(min(int(threads), _cores()))
         device = restore.default_device() if self.gpu else "cpu"
         return restore.load(self.checkpoint_uri, device, **self.options)
 
@@ -118,6 +119,11 @@ class ModelStage:
                     pixels[i], errors[i] = None, _error(e)
         precision = [self.restorer.options.precision] * len(pixels)
         return {**batch, "pixels": pixels, "error": errors, "precision": precision}
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) -> Batch:

@@ -12,6 +12,7 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from deblur.core.config import PipelineConfig
 from deblur.cli import one_line
@@ -88,6 +89,12 @@ def test_an_s3_outage_mid_run_loses_nothing_and_a_rerun_completes(ray_cluster, s
         killer.join()
         s3_server.start()
     print(f"run ended {time.time() - t0:.0f} s after it started, outage included")
+    # its actors are gone, CPUs and all, at once: before, the failed run's frames (kept by its exception until
+    # the garbage collector came) held them, and a rerun whose actors need every CPU waited forever
+    deadline = time.time() + 20
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
     fs.invalidate_cache()
     again = run(cfg)
     assert again.failed == 0 and again.done + again.skipped == 20

@@ -1,6 +1,8 @@
 """deblur.pipeline.stages without Ray: the fused stage goes image by image (small images share model
 calls), every record says when it was written and in what precision the model ran."""
 
+import os
+
 import numpy as np
 
 from deblur.core.image import encode
@@ -66,5 +68,8 @@ def test_the_model_stage_runs_as_many_threads_as_ray_gave_it_cpus(tmp_path, seed
     try:
         stage = FusedStage(seed_checkpoint, False, {"precision": "fp32"}, {}, {})
         assert stage.restorer is not None and torch.get_num_threads() == wanted
+        monkeypatch.setenv("OMP_NUM_THREADS", "512")  # a cluster that claims more CPUs than the machine has
+        stage = FusedStage(seed_checkpoint, False, {"precision": "fp32"}, {}, {})
+        assert stage.restorer is not None and torch.get_num_threads() == len(os.sched_getaffinity(0))
     finally:
         torch.set_num_threads(before)
