@@ -225,7 +225,8 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: s
     decode = {"max_megapixels": cfg.max_megapixels, "multi_frame": cfg.multi_frame}
     fused = cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu)
     cpus = actor_cpus(cfg.worker_cpus, cfg.workers, fused and not cfg.gpu,
-                      [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]])
+                      [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]],
+                      ray.available_resources().get("CPU", 0.0))
     actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0, "num_cpus": cpus,
               "batch_size": per_task, "batch_format": "numpy",
               **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
@@ -237,14 +238,14 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: s
     return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=per_task, batch_format="numpy")
 
 
-def actor_cpus(requested: int, workers: int, whole_nodes: bool, node_cpus: list[float]) -> int:
+def actor_cpus(requested: int, workers: int, whole_nodes: bool, node_cpus: list[float], free: float) -> int:
     """CPUs for each of ``workers`` model actors (Ray reserves them; the actor runs as many torch threads):
     ``requested``, else, where the actors do all the work on CPUs (``whole_nodes``: fused stages, no GPU),
-    the cluster's CPUs (``node_cpus``, one entry a node) shared among them, at most one node's, and 1
-    otherwise (split stages need CPUs for their decode and write tasks) or where the cluster has no CPUs
-    yet (an autoscaling cluster then adds nodes for the actors)."""
+    the cluster's ``free`` CPUs shared among them, at most one node's (``node_cpus``: each node's), so a
+    run never waits for CPUs that other work holds; 1 otherwise (split stages need CPUs for their decode
+    and write tasks) or where none are free (an autoscaling cluster then adds nodes for the actors)."""
     if requested:
         return requested
     if not whole_nodes or not node_cpus:
         return 1
-    return max(1, min(int(max(node_cpus)), int(sum(node_cpus)) // workers))
+    return max(1, min(int(max(node_cpus)), int(free) // workers))
