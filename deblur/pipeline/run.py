@@ -146,10 +146,12 @@ def run(cfg: PipelineConfig) -> Summary:
         with small_blocks(cfg.batch_size):
             if cfg.input_column:
                 roots = tuple(absolute(r) for r in cfg.read_roots)
-                ds, per_task = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots), cfg.batch_size
+                ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots)
+                per_task = cfg.batch_size
             else:
                 ds, per_task = input_rows(source, output, cfg.format, known, cfg.batch_size, cfg.workers)
-            ds = add_stages(ds, cfg, per_task, ckpt, {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model})
+            sink = {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model}
+            ds = add_stages(ds, cfg, per_task, ckpt, sink)
         try:
             count(ds, progress)
         except BaseException as e:
