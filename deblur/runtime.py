@@ -25,6 +25,7 @@ JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's entrypoint:
 
 
 TOKEN_FILE = os.path.join("~", ".ray", "auth_token")  # where Ray keeps its token (`ray get-auth-token`)
+_STARTED = {"local": False}  # ensure_ray started this process's cluster: a local one nothing else shares
 
 
 def use_token_if_present() -> bool:
@@ -85,6 +86,7 @@ def ensure_ray() -> None:
         reaper.start(os.getpid())
     ray.init(address=address or "local", logging_level=logging.INFO if loud else logging.WARNING,
              runtime_env={"env_vars": env} if env else None)
+    _STARTED["local"] = not address
     if not loud:
         _quiet_data()
         _quiet_worker_logs()
@@ -95,6 +97,12 @@ def ensure_ray() -> None:
         log.info("ray: attached to the cluster at %s (%s)", address, size)
     else:
         log.info("ray: started a local cluster (%s); it stops with this command", size)
+
+
+def cluster_is_ours() -> bool:
+    """True when :func:`ensure_ray` started this process's cluster (a local one, gone with the command), so the
+    command may take all of it; False on a cluster it attached to, which other jobs may share."""
+    return _STARTED["local"]
 
 
 def require_gpus() -> None:

@@ -1,6 +1,7 @@
 """Which Ray a command uses (attach or start), and that a killed command leaves no Ray process behind."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,7 +48,10 @@ def test_a_killed_command_leaves_no_ray_process_behind(tmp_path, seed_checkpoint
     while time.time() < deadline and _alive(descendants):
         time.sleep(0.5)
     assert not _alive(descendants), [p.name() for p in _alive(descendants)]
-    assert "ray: started a local cluster" in proc.stderr.read()
+    said = proc.stderr.read()
+    size = re.search(r"ray: started a local cluster \((\d+) CPUs", said)
+    assert size, said[-2000:]  # and its one actor takes all of them
+    assert f"ray: 1 model actor, {size[1]} CPU" in said and "each (the local cluster is this run's)" in said
 
 
 def test_a_command_killed_while_ray_starts_leaves_nothing_behind(tmp_path, seed_checkpoint):
@@ -90,6 +94,7 @@ def test_a_command_attaches_to_a_running_cluster_and_says_so(ray_cluster, tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"ray: attached to the cluster at {address}" in result.stderr
     assert "started a local cluster" not in result.stderr
+    assert "ray: 1 model actor, 1 CPU each (the cluster is shared; --worker-cpus N takes more)" in result.stderr
 
 
 def test_the_watcher_kills_what_outlives_the_driver_and_nothing_else():

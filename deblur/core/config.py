@@ -231,9 +231,9 @@ class PipelineConfig(RestoreConfig):
     format: str = setting("png", "one image file per input, or Parquet rows with the encoded PNG (default: "
                           "%(default)s)", choices=PIPELINE_FORMATS)
     workers: int = setting(1, "model actors (default: %(default)s)")
-    worker_cpus: int = setting(0, "CPUs Ray reserves for each model actor, which runs as many threads (0: on CPUs "
-                               "with fused stages, the cluster's free CPUs shared among --workers, at most one "
-                               "node's; else 1; default: %(default)s)")
+    worker_cpus: int = setting(0, "CPUs Ray reserves for each model actor, which runs as many threads (0: on a local "
+                               "cluster the run started, with fused stages, its CPUs shared among --workers; else "
+                               "1, leaving a shared cluster's CPUs to others; default: %(default)s)")
     gpu: bool = setting(False, "one GPU per model actor")
     batch_size: int = setting(4, "images per actor task: results land (and progress moves) a batch at a time; raise "
                               "it for many small images, which then share model calls (default: %(default)s)")

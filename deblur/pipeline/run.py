@@ -32,7 +32,7 @@ from deblur.core.storage import absolute, check_input, check_output, filesystem,
 from deblur.pipeline import sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
-from deblur.runtime import ensure_ray, require_gpus
+from deblur.runtime import cluster_is_ours, ensure_ray, require_gpus
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +226,12 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: s
     model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict()}
     decode = {"max_megapixels": cfg.max_megapixels, "multi_frame": cfg.multi_frame}
     fused = cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu)
-    cpus = actor_cpus(cfg.worker_cpus, cfg.workers, fused and not cfg.gpu,
-                      [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]],
-                      ray.available_resources().get("CPU", 0.0))
+    whole = fused and not cfg.gpu and cluster_is_ours()  # a local cluster of its own: one node, all the run's
+    cpus = actor_cpus(cfg.worker_cpus, cfg.workers, ray.cluster_resources().get("CPU", 0.0) if whole else 0.0)
+    why = ("as asked" if cfg.worker_cpus else "the local cluster is this run's" if whole
+           else "the cluster is shared; --worker-cpus N takes more" if fused else "CPUs left to decode and write")
+    log.info("ray: %d model actor%s, %d CPU%s each (%s)", cfg.workers, "s"[:cfg.workers > 1], cpus,
+             "s"[:cpus > 1], why)
     actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0, "num_cpus": cpus,
               "batch_size": per_task, "batch_format": "numpy",
               **({"resources": cfg.actor_resources} if cfg.actor_resources else {}),
@@ -240,14 +243,12 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: s
     return ds.map_batches(write_batch, fn_kwargs=sink, batch_size=per_task, batch_format="numpy")
 
 
-def actor_cpus(requested: int, workers: int, whole_nodes: bool, node_cpus: list[float], free: float) -> int:
+def actor_cpus(requested: int, workers: int, own_cpus: float) -> int:
     """CPUs for each of ``workers`` model actors (Ray reserves them; the actor runs as many torch threads):
-    ``requested``, else, where the actors do all the work on CPUs (``whole_nodes``: fused stages, no GPU),
-    the cluster's ``free`` CPUs shared among them, at most one node's (``node_cpus``: each node's), so a
-    run never waits for CPUs that other work holds; 1 otherwise (split stages need CPUs for their decode
-    and write tasks) or where none are free (an autoscaling cluster then adds nodes for the actors)."""
+    ``requested``, else ``own_cpus`` shared among them, where the run has a local cluster to itself and its
+    actors do all the work on CPUs (fused stages, no GPU); else 1, Ray's own default: on a cluster it
+    attached to, other jobs may need the CPUs (taking all that were free starved a training job's data
+    tasks), and split stages need CPUs for their decode and write tasks."""
     if requested:
         return requested
-    if not whole_nodes or not node_cpus:
-        return 1
-    return max(1, min(int(max(node_cpus)), int(free) // workers))
+    return max(1, int(own_cpus) // workers)

@@ -325,14 +325,11 @@ def test_a_foreign_checkpoint_runs_over_a_folder_and_another_model_redoes_it(ray
     assert changed.done == 3
 
 
-def test_model_actors_share_the_clusters_free_cpus_unless_told():
+def test_model_actors_share_a_cluster_of_their_own_and_take_one_cpu_on_a_shared_one():
     from deblur.pipeline.run import actor_cpus
 
-    assert actor_cpus(0, 1, True, [2.0], 2.0) == 2  # one actor on a 2-core machine: both cores, not one
-    assert actor_cpus(0, 2, True, [2.0], 2.0) == 1 and actor_cpus(0, 3, True, [2.0], 2.0) == 1
-    assert actor_cpus(0, 1, True, [8.0, 8.0], 16.0) == 8  # never more than one node holds
-    assert actor_cpus(0, 4, True, [16.0, 16.0], 32.0) == 8
-    assert actor_cpus(0, 1, True, [16.0], 3.0) == 3  # what other work holds is left to it
-    assert actor_cpus(0, 1, True, [0.0], 0.0) == actor_cpus(0, 1, True, [], 0.0) == 1  # autoscaling, no CPUs yet
-    assert actor_cpus(0, 1, False, [16.0], 16.0) == 1  # split stages: CPUs left for decoding and writing
-    assert actor_cpus(3, 1, True, [16.0], 0.0) == actor_cpus(3, 1, False, [1.0], 1.0) == 3  # asked for: as asked
+    assert actor_cpus(0, 1, 2.0) == 2  # one actor on a 2-core machine: both cores, not one
+    assert actor_cpus(0, 2, 2.0) == 1 and actor_cpus(0, 3, 2.0) == 1
+    assert actor_cpus(0, 4, 16.0) == 4
+    assert actor_cpus(0, 1, 0.0) == actor_cpus(0, 4, 0.0) == 1  # attached, or split stages: Ray's default
+    assert actor_cpus(3, 1, 16.0) == actor_cpus(3, 1, 0.0) == 3  # asked for: as asked
