@@ -145,6 +145,10 @@ def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder, 
         assert quiet.count(epoch) == 1, quiet[-3000:]
     assert "\x1b[" not in quiet
     assert "warning: 3 of 6 training images are smaller than --patch-size 48 (the smallest is 52x36)" in quiet
+    # Ray Data's warning when a dataset starts at an instant with no CPU free is timing, not chatter: three
+    # commands share the session's 4 CPUs (it was this test's failure in CI), so it is kept and left out here
+    busy = "currently does not have any available CPUs"
+    quiet, ran = ("\n".join(line for line in out.splitlines() if busy not in line) for out in (quiet, ran))
     for noise in ("Reporting training result", "Running Dataset", "Total Progress", "core_worker.cc", "Warning:"):
         assert noise not in quiet, (noise, quiet[-3000:])
         assert noise not in ran, (noise, ran[-3000:])
