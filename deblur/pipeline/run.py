@@ -229,7 +229,8 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: s
     whole = fused and not cfg.gpu and cluster_is_ours()  # a local cluster of its own: one node, all the run's
     cpus = actor_cpus(cfg.worker_cpus, cfg.workers, ray.cluster_resources().get("CPU", 0.0) if whole else 0.0)
     why = ("as asked" if cfg.worker_cpus else "the local cluster is this run's" if whole
-           else "the cluster is shared; --worker-cpus N takes more" if fused else "CPUs left to decode and write")
+           else "the model runs on its GPU" if cfg.gpu and fused else "CPUs left to decode and write" if not fused
+           else "the cluster is shared; --worker-cpus N takes more")
     log.info("ray: %d model actor%s, %d CPU%s each (%s)", cfg.workers, "s"[:cfg.workers > 1], cpus,
              "s"[:cpus > 1], why)
     actors = {"compute": ActorPoolStrategy(size=cfg.workers), "num_gpus": 1 if cfg.gpu else 0, "num_cpus": cpus,
