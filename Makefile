@@ -23,8 +23,13 @@ REAL_EVAL := shake:length=15..45+poisson:a=0.002,sigma=0.003 warp:shift=4..10,ro
 demo: $(VENV)/.installed  ## install, then blur/de-blur the bundled photos and write a before/after picture
 	$(BIN)/deblur demo --output demo-output
 
+# two pytest workers (pytest-xdist), each with its own Ray cluster and S3 server: the suite waits on Ray's
+# start-ups and polls, and one worker left a quarter of 2 cores idle (tests that share a module's head or
+# wheel stay on one worker: --dist loadgroup). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed  ## install, then run the test suite (real Ray, real S3 protocol server)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 install: $(VENV)/.installed
 

@@ -4,7 +4,9 @@ and small images made on the fly."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 
 import cv2
 import numpy as np
@@ -17,6 +19,25 @@ def makefile_variable(name: str) -> str:
 
     with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Makefile")) as f:
         return re.search(rf"^{name} [?:]?= (.+)$", f.read(), re.M).group(1).strip()
+
+
+def pytest_configure(config) -> None:
+    """Ray's files (sessions, sockets, and its note of "the cluster on this machine" that a plain ``ray.init()``
+    follows) in a folder of this test process's own, set before any Ray starts and inherited by every command a
+    test runs: no test attaches to a head the user runs here, nor to a parallel test worker's."""
+    config._deblur_ray_tmpdir = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="deblur-ray-")
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(config._deblur_ray_tmpdir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run Ray (the session's cluster, a head, or a command starting its own) first, the quick ones
+    after, each in its order: parallel workers (``make test`` runs two) then end together, rather than one
+    finishing a long test alone."""
+    items.sort(key=lambda item: not ({"ray_cluster", "head"} & set(item.fixturenames)
+                                     or item.get_closest_marker("ray")))
 
 
 def _free_port() -> int:

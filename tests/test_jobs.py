@@ -11,6 +11,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,12 +25,15 @@ from tests.conftest import _free_port, textured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+pytestmark = [pytest.mark.xdist_group("head"), pytest.mark.ray]  # one worker runs them all: one head
 FINAL_LINE = re.compile(r"^(best checkpoint: |\d+ done, |\d+ images, |files: )", re.M)  # what each job prints last
 
 
 @pytest.fixture(scope="module")
-def head(s3_endpoint, tmp_path_factory):
-    """A Ray head on loopback, its dashboard serving the Jobs API; the moto endpoint is in its env.
+def head(s3_endpoint):
+    """A Ray head on loopback, its dashboard serving the Jobs API; the moto endpoint is in its env. Its files
+    sit beside the session's Ray's, on a short path: a Unix socket's path is at most 107 bytes, and pytest's
+    temporary folders under a parallel worker are longer.
 
     Started with ``--block`` in its own process group, so tearing it down stops this head only, never
     another Ray on the machine (``ray stop`` would stop them all).
@@ -46,7 +50,7 @@ def head(s3_endpoint, tmp_path_factory):
     env.pop("RAY_ADDRESS", None)
     start = [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-             "--num-cpus=4", f"--temp-dir={tmp_path_factory.mktemp('rayhead')}", "--disable-usage-stats",
+             "--num-cpus=4", f"--temp-dir={tempfile.mkdtemp(prefix='head-', dir=os.environ['RAY_TMPDIR'])}", "--disable-usage-stats",
              # every port of its own: the session's Ray already holds the defaults (its agent's 52365, ...)
              *(f"--{name}={_free_port()}" for name in (
                  "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",

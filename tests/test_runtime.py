@@ -14,6 +14,8 @@ import pytest
 from deblur import reaper
 from tests.conftest import textured, write_image
 
+pytestmark = pytest.mark.ray  # starts Ray of its own: run first (tests/conftest.py)
+
 
 def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     """Those still running (a zombie has exited; this machine's init may not reap it)."""
@@ -177,3 +179,14 @@ def test_attaching_passes_storage_settings_to_workers_but_no_secret(ray_cluster)
     assert result.returncode == 0, result.stderr[-2000:]
     region, secret = eval(result.stdout.strip().splitlines()[-1])
     assert region == "eu-west-3" and secret != "the-client-s-own"
+
+
+def test_the_tests_ray_keeps_its_files_in_a_folder_of_its_own():
+    """Ray's note of "the cluster on this machine", which a plain ``ray.init()`` and every ``deblur`` command
+    follow, lies in this test process's folder: a head the user started here (noted in /tmp/ray), or a
+    parallel test worker's, is never attached to (tests/conftest.py)."""
+    from ray._common.utils import get_ray_address_file
+
+    folder = os.environ["RAY_TMPDIR"]
+    assert os.path.basename(folder).startswith("deblur-ray-") and os.path.isdir(folder)
+    assert get_ray_address_file(None).startswith(folder + os.sep)

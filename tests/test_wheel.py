@@ -11,6 +11,10 @@ import zipfile
 
 import pytest
 
+# one worker runs them all (the wheel is built once, in the repository's build folder); the demo starts Ray of its
+# own, so they run first (tests/conftest.py)
+pytestmark = [pytest.mark.xdist_group("wheel"), pytest.mark.ray]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
