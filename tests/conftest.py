@@ -29,6 +29,7 @@ def pytest_configure(config) -> None:
 
 
 def pytest_unconfigure(config) -> None:
+    """That folder goes at the end (each session's Ray has stopped by then)."""
     shutil.rmtree(config._deblur_ray_tmpdir, ignore_errors=True)
 
 

@@ -48,9 +48,10 @@ def head(s3_endpoint):
            "PATH": BIN + os.pathsep + os.environ["PATH"],
            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # stops at once (as scripts/local-head.sh's head)
     env.pop("RAY_ADDRESS", None)
+    files = tempfile.mkdtemp(prefix="head-", dir=os.environ["RAY_TMPDIR"])
     start = [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-             "--num-cpus=4", f"--temp-dir={tempfile.mkdtemp(prefix='head-', dir=os.environ['RAY_TMPDIR'])}", "--disable-usage-stats",
+             "--num-cpus=4", f"--temp-dir={files}", "--disable-usage-stats",
              # every port of its own: the session's Ray already holds the defaults (its agent's 52365, ...)
              *(f"--{name}={_free_port()}" for name in (
                  "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
