@@ -25,7 +25,7 @@ JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's entrypoint:
 
 
 TOKEN_FILE = os.path.join("~", ".ray", "auth_token")  # where Ray keeps its token (`ray get-auth-token`)
-_STARTED = {"local": False}  # ensure_ray started this process's cluster: a local one nothing else shares
+_STARTED = {"address": None}  # the local cluster ensure_ray started in this process (nothing else shares it)
 
 
 def use_token_if_present() -> bool:
@@ -86,7 +86,7 @@ def ensure_ray() -> None:
         reaper.start(os.getpid())
     ray.init(address=address or "local", logging_level=logging.INFO if loud else logging.WARNING,
              runtime_env={"env_vars": env} if env else None)
-    _STARTED["local"] = not address
+    _STARTED["address"] = None if address else ray.get_runtime_context().gcs_address
     if not loud:
         _quiet_data()
         _quiet_worker_logs()
@@ -100,9 +100,12 @@ def ensure_ray() -> None:
 
 
 def cluster_is_ours() -> bool:
-    """True when :func:`ensure_ray` started this process's cluster (a local one, gone with the command), so the
-    command may take all of it; False on a cluster it attached to, which other jobs may share."""
-    return _STARTED["local"]
+    """True when this process's Ray is the local cluster :func:`ensure_ray` started (gone with the command), so
+    the command may take all of it; False on a cluster it attached to, which other jobs may share, and after
+    that local cluster was shut down and Ray initialised again (a notebook attaching to a cluster later)."""
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().gcs_address == _STARTED["address"]
 
 
 def require_gpus() -> None:

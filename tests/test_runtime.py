@@ -99,6 +99,18 @@ def test_a_command_attaches_to_a_running_cluster_and_says_so(ray_cluster, tmp_pa
     assert "ray: 1 model actor, 1 CPU each (the cluster is shared; --worker-cpus N takes more)" in result.stderr
 
 
+def test_a_cluster_is_the_commands_own_only_while_it_is_the_local_one_it_started(ray_cluster, monkeypatch):
+    """A flag set when ensure_ray started a local cluster stayed set after that cluster was shut down and Ray
+    initialised again on a shared cluster, whose CPUs a run would then all take."""
+    from deblur import runtime
+
+    assert not runtime.cluster_is_ours()  # the session's cluster: ensure_ray attached (here: found it running)
+    monkeypatch.setitem(runtime._STARTED, "address", "127.0.0.1:1")  # one it started earlier, since shut down
+    assert not runtime.cluster_is_ours()
+    monkeypatch.setitem(runtime._STARTED, "address", ray_cluster.get_runtime_context().gcs_address)
+    assert runtime.cluster_is_ours()
+
+
 def test_the_watcher_kills_what_outlives_the_driver_and_nothing_else():
     """A stand-in driver with a child that ignores its parent's death; an unrelated process is spared."""
     bystander = subprocess.Popen(["sleep", "60"])
