@@ -85,6 +85,7 @@ def ensure_ray() -> None:
 
         reaper.start(os.getpid())
     ray.init(address=address or "local", logging_level=logging.INFO if loud else logging.WARNING,
+             include_dashboard=False if not address else None,
              runtime_env={"env_vars": env} if env else None)
     _STARTED["address"] = None if address else ray.get_runtime_context().gcs_address
     if not loud:

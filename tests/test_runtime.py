@@ -44,6 +44,7 @@ def test_a_killed_command_leaves_no_ray_process_behind(tmp_path, seed_checkpoint
     descendants = psutil.Process(proc.pid).children(recursive=True)
     names = {p.name() for p in _alive(descendants)}
     assert "ray::DashboardAgent" in names and "raylet" in names  # a real local cluster was started
+    assert not [n for n in names if n.startswith("ray-dashboard")], names  # without Ray's dashboard (README)
     os.kill(proc.pid, signal.SIGKILL)  # the driver only, as the OOM killer would
     proc.wait()
     deadline = time.time() + reaper.GRACE_S + 30
