@@ -37,6 +37,7 @@ from deblur.core.image import decode, encode
 from deblur.core.models.base import Model, Settings
 from deblur.core.restore import autocast, resolve_precision
 from deblur.pipeline.run import run
+from deblur.runtime import quiet_ray
 
 
 class Identity(Model):
@@ -201,6 +202,7 @@ def main() -> None:
 
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
              runtime_env={"worker_process_setup_hook": register_identity})
+    quiet_ray()  # the figures, not Ray Data's progress logs
     src = os.path.join(tmp, "in")
     for key, ck, precision in (("identity", identity, "fp32"), ("fp32", shipped, "fp32"), ("auto", shipped, "auto")):
         seconds, s = pipeline(src, os.path.join(tmp, f"out-{key}"), ck, args, precision=precision)

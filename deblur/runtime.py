@@ -89,15 +89,22 @@ def ensure_ray() -> None:
              runtime_env={"env_vars": env} if env else None)
     _STARTED["address"] = None if address else ray.get_runtime_context().gcs_address
     if not loud:
-        _quiet_data()
-        _quiet_worker_logs()
-        _quiet_driver_notes()
+        quiet_ray()
     resources = ray.cluster_resources()
     size = f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
     if address:
         log.info("ray: attached to the cluster at %s (%s)", address, size)
     else:
         log.info("ray: started a local cluster (%s); it stops with this command", size)
+
+
+def quiet_ray() -> None:
+    """Ray's chatter in this driver turned down as the commands have it: no Ray Data progress logs or bars,
+    no Ray lines repeated from workers, no C++ note from the driver. :func:`ensure_ray` calls it (unless
+    ``-v``); a process that calls ``ray.init`` itself (the benchmarks) calls it after."""
+    _quiet_data()
+    _quiet_worker_logs()
+    _quiet_driver_notes()
 
 
 def cluster_is_ours() -> bool:
