@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from deblur.core import checkpoint, metrics
+from deblur.core.progress import bar
 from deblur.core.config import EvalConfig
 from deblur.core.settings import DEFAULT_DEGRADATION
 from deblur.core.degrade import Degradation, parse_degradation
@@ -51,8 +51,8 @@ def evaluate(cfg: EvalConfig) -> str:
     deg = parse_degradation(spec)
     noise = noise_sigma_of(deg.corruptions)
     scored, failed = [], []
-    for key, pair in tqdm(list(pairs(cfg.data, cfg.paired, deg, cfg.seed, cfg.downscale, cfg.limit)),
-                          desc="evaluating", unit="img", disable=None):  # None: only on a terminal
+    for key, pair in bar(list(pairs(cfg.data, cfg.paired, deg, cfg.seed, cfg.downscale, cfg.limit)),
+                         desc="evaluating", unit="img"):
         try:
             if isinstance(pair, str):
                 raise ValueError(pair)

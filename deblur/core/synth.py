@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from deblur.core.config import DegradeConfig
+from deblur.core.progress import bar
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, encode, from_float, to_float, to_hwc
 from deblur.core.storage import filesystem, list_images, read_bytes, relative_key, write_atomic
@@ -73,8 +73,7 @@ def write_degraded(cfg: DegradeConfig, threads: int = 8) -> str:
         return None
 
     with ThreadPoolExecutor(threads) as pool:
-        errors = [e for e in tqdm(pool.map(one, urls), total=len(urls), desc="degrading", unit="img",
-                                  disable=None) if e]  # disable=None: a bar on a terminal only
+        errors = [e for e in bar(pool.map(one, urls), total=len(urls), desc="degrading", unit="img") if e]
     for e in errors:
         print(f"skipped {e}")
     return f"{len(urls) - len(errors)} degraded ({spec}) -> {output}, {len(errors)} failed"

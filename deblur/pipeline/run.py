@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import sys
 import time
 import traceback
 import uuid
@@ -24,9 +23,9 @@ from datetime import datetime, timezone
 
 import ray.data
 from ray.data import ActorPoolStrategy
-from tqdm import tqdm
 
 from deblur.core import checkpoint
+from deblur.core.progress import bar, shown
 from deblur.core.config import PipelineConfig
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local, overlap
 from deblur.pipeline import sinks
@@ -72,7 +71,8 @@ class Summary:
 class Progress:
     """Progress of a run: one bar on a terminal, else a line every ``every`` seconds; also keeps the
     counts, the precisions the model ran in, and when results were written (the first batch, the last),
-    to give the throughput without start-up exactly as the manifest's times give it."""
+    to give the throughput without start-up exactly as the manifest's times give it. Its time starts when it
+    is made; the bar when the records start to be counted (:meth:`begin`), after the run's own lines."""
 
     def __init__(self, every: float = 10.0) -> None:
         self.t0 = time.time()
@@ -84,7 +84,11 @@ class Progress:
         self.first, self.at_first, self.latest = float("inf"), (0, 0.0), 0.0
         self.processed = (0, 0.0)
         self.every, self.last = every, self.t0
-        self.bar = tqdm(desc="deblur run", unit=" images", file=sys.stderr) if sys.stderr.isatty() else None
+        self.bar = None
+
+    def begin(self) -> None:
+        """Draw the bar from now on, where standard error is a terminal."""
+        self.bar = bar(desc="deblur run", unit=" images") if shown() else None
 
     def add(self, records: dict) -> None:
         """Count a batch of :class:`~deblur.pipeline.rows.Record` columns."""
@@ -166,6 +170,7 @@ def run(cfg: PipelineConfig) -> Summary:
 
 def count(ds: ray.data.Dataset, progress: Progress) -> None:
     """Run ``ds`` and count its records in ``progress`` as they land, naming each failed input."""
+    progress.begin()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         progress.add(batch)
         for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
