@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deblur.core import checkpoint, metrics
-from deblur.core.progress import bar
 from deblur.core.config import EvalConfig
 from deblur.core.settings import DEFAULT_DEGRADATION
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, from_float, to_float, to_hwc
+from deblur.core.progress import bar
 from deblur.core.report import write_report
 from deblur.core.restore import load
 from deblur.core.storage import filesystem, list_images, read_bytes, relative_key, write_atomic

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from deblur.core.config import DegradeConfig
-from deblur.core.progress import bar
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, encode, from_float, to_float, to_hwc
+from deblur.core.progress import bar
 from deblur.core.storage import filesystem, list_images, read_bytes, relative_key, write_atomic
 
 

@@ -25,8 +25,8 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from deblur.core import checkpoint
-from deblur.core.progress import bar, shown
 from deblur.core.config import PipelineConfig
+from deblur.core.progress import bar, shown
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local, overlap
 from deblur.pipeline import sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
