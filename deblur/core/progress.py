@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Iterable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: a notebook's streams are no terminal, so no bar there either
 
 FALLBACK_SIZE = (80, 24)  # columns, lines
 
@@ -20,14 +20,13 @@ def shown() -> bool:
 
 def bar(iterable: Iterable | None = None, **kwargs) -> tqdm:
     """``tqdm(iterable, **kwargs)`` on standard error, disabled (a plain pass-through) unless :func:`shown`."""
-    return tqdm(iterable, file=sys.stderr, disable=not shown(), **_size(), **kwargs)
+    on = shown()
+    return tqdm(iterable, file=sys.stderr, disable=not on, **(_size() if on else {}), **kwargs)
 
 
 def _size() -> dict[str, int]:
     """tqdm's ``ncols`` and ``nrows`` from :data:`FALLBACK_SIZE` for a terminal of 0 columns; else nothing
     (tqdm measures the terminal itself; at 0 columns or lines it draws nothing)."""
-    if not shown():
-        return {}
     try:
         if os.get_terminal_size(sys.stderr.fileno()).columns:
             return {}
