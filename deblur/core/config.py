@@ -243,6 +243,9 @@ class PipelineConfig(RestoreConfig):
     fail_on_error: bool = setting(False, "exit 1 when any input failed")
     max_megapixels: float = setting(200.0, "inputs larger than this are refused with an error record (0: no limit; "
                                     "default: %(default)s)")
+    max_pixels_per_byte: float = setting(2000.0, "inputs over 16 megapixels that declare more pixels than this for "
+                                         "each byte of their file are refused as decompression bombs (a photo "
+                                         "has under 100; 0: no limit; default: %(default)s)")
     input_column: str | None = setting(None, "read --input as a Parquet dataset whose column of this name holds "
                                        "encoded images (a 'path' column, if any, names them)")
     actor_resources: dict[str, float] | None = setting(None, "extra Ray resources per model actor, as JSON")
@@ -267,6 +270,8 @@ class PipelineConfig(RestoreConfig):
         _require(self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}")
         _require(self.worker_memory >= 0, f"worker-memory must be >= 0 (0: none reserved), got {self.worker_memory}")
         _require(self.max_megapixels >= 0, f"max-megapixels must be >= 0 (0: no limit), got {self.max_megapixels}")
+        _require(self.max_pixels_per_byte >= 0,
+                 f"max-pixels-per-byte must be >= 0 (0: no limit), got {self.max_pixels_per_byte}")
         super().__post_init__()
 
 

@@ -8,7 +8,7 @@ Model inputs and outputs are float32 in [0, 1]: HWC numpy arrays, or NCHW torch 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 import cv2
 import numpy as np
@@ -36,12 +36,13 @@ class Header(NamedTuple):
     frames: int = 1
 
 
-def probe(data: bytes) -> Header | None:
-    """The :class:`Header` of an encoded image, from the header alone, or None when Pillow cannot tell.
+def probe(data: bytes | BinaryIO) -> Header | None:
+    """The :class:`Header` of an encoded image (its bytes, or a seekable file, of which only the header is
+    read), or None when Pillow cannot tell.
 
     Raises ValueError for a header that declares more pixels than Pillow will open (a decompression bomb)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data) as im:
             exif = im.getexif()
             orientation = exif.get(0x0112, 1)
             return Header(im.width, im.height, int(orientation) if orientation in range(1, 9) else 1, exif,
@@ -51,6 +52,34 @@ def probe(data: bytes) -> Header | None:
         raise ValueError(f"image too large to decode safely ({e})") from None
     except Exception:  # Pillow knows fewer formats than OpenCV: let the decoder have its say
         return None
+
+
+BOMB_MEGAPIXELS = 16.0  # images above this many megapixels must bring enough bytes (see admit)
+METADATA_BYTES = 64 << 20  # what a file may hold beyond its pixels: EXIF, ICC, previews, thumbnails
+
+
+def admit(data: bytes | BinaryIO, size: int, max_megapixels: float = 0.0, max_pixels_per_byte: float = 0.0) -> bool:
+    """Whether an encoded image of ``size`` bytes is worth reading whole, judged from its header (``data``:
+    its first bytes, or the seekable file). Raises ValueError, saying why, for: more than ``max_megapixels``
+    (0: no limit); more bytes than its pixels could need (twice their raw size, plus
+    :data:`METADATA_BYTES`); over :data:`BOMB_MEGAPIXELS` and more than ``max_pixels_per_byte`` pixels
+    for each byte of the file (0: no limit), the shape of a decompression bomb. Returns False when the
+    header cannot be read from ``data`` (the decoder then has its say), True when admitted."""
+    head = probe(data)
+    if head is None:
+        return False
+    pixels = head.width * head.height
+    if max_megapixels and pixels > max_megapixels * 1e6:
+        raise ValueError(f"image too large: {head.width}x{head.height} is over {max_megapixels:g} megapixels")
+    raw = pixels * 4 * (2 if "16" in head.mode else 1)
+    if size > 2 * raw + METADATA_BYTES:
+        raise ValueError(f"{size} bytes for a {head.width}x{head.height} image, more than its pixels could need: "
+                         "not read")
+    if max_pixels_per_byte and pixels > BOMB_MEGAPIXELS * 1e6 and pixels > max_pixels_per_byte * max(size, 1):
+        raise ValueError(f"a {head.width}x{head.height} image in {size} bytes ({pixels / max(size, 1):.0f} pixels a "
+                         f"byte, over {max_pixels_per_byte:g}): refused as a decompression bomb; "
+                         "--max-pixels-per-byte 0 lifts the limit")
+    return True
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -109,14 +138,17 @@ def _decode(data: bytes, max_megapixels: float, multi_frame: str = "refuse") -> 
         raise ValueError("not a decodable image")
     if img.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"{img.dtype} pixels: not supported (8- and 16-bit images are); convert it first")
-    if img.shape[:2] != (head.height, head.width):
+    # OpenCV turns a TIFF upright itself (its orientation tag is the EXIF one): turned once, never twice
+    orientation = 1 if head.format == "TIFF" else head.orientation
+    stored = (head.width, head.height) if head.format == "TIFF" and head.orientation >= 5 else (head.height, head.width)
+    if img.shape[:2] != stored:
         raise ValueError(f"decoded size {img.shape[1]}x{img.shape[0]} differs from the header's "
                          f"{head.width}x{head.height}")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return apply_orientation(img, head.orientation), head
+    return apply_orientation(img, orientation), head
 
 
 def encode(img: np.ndarray, fmt: str, quality: int = 95, exif: bytes = b"", icc: bytes = b"") -> bytes:

@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import threading
+import unicodedata
 import uuid
+from collections.abc import Callable
+from typing import BinaryIO
 
 import fsspec
 import pyarrow.fs as pafs
+
+from deblur.core.places import open_local, write_local
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -47,17 +53,37 @@ class Unreachable(ConnectionError):
     """The storage behind a URI could not be reached (refused, timed out, no credentials): a usage error."""
 
 
+def deadline() -> float:
+    """Seconds any one storage request may take in all (``DEBLUR_STORAGE_DEADLINE``, default 120): a
+    per-read timeout alone lets an endpoint that sends a byte now and then hold a run for ever."""
+    return float(os.environ.get("DEBLUR_STORAGE_DEADLINE", "120"))
+
+
 def _reach(uri: str, check):
     """``check()``, with any storage error other than a missing or forbidden path as :class:`Unreachable`,
-    naming the URI and, for S3, its endpoint."""
-    try:
-        return check()
-    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError):
-        raise
-    except Exception as e:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
-        where = f" (endpoint {endpoint})" if uri.startswith(("s3://", "s3a://")) else ""
-        raise Unreachable(f"cannot reach {uri}{where}: {type(e).__name__}: {e}") from None
+    naming the URI and, for S3, its endpoint; so is a check that has no answer within :func:`deadline`."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+    where = f" (endpoint {endpoint})" if uri.startswith(("s3://", "s3a://")) else ""
+    result: dict = {}
+
+    def call() -> None:
+        try:
+            result["value"] = check()
+        except BaseException as e:  # handed to the caller's thread
+            result["error"] = e
+
+    worker = threading.Thread(target=call, daemon=True, name="deblur-storage-check")
+    worker.start()
+    worker.join(deadline())
+    if worker.is_alive():
+        raise Unreachable(f"cannot reach {uri}{where}: no answer within {deadline():g}s "
+                          "(DEBLUR_STORAGE_DEADLINE)")
+    error = result.get("error")
+    if error is None:
+        return result.get("value")
+    if isinstance(error, (FileNotFoundError, NotADirectoryError, PermissionError, ValueError, Unreachable)):
+        raise error
+    raise Unreachable(f"cannot reach {uri}{where}: {type(error).__name__}: {error}") from None
 
 
 def to_pyarrow(fs: fsspec.AbstractFileSystem) -> pafs.FileSystem:
@@ -93,9 +119,44 @@ def absolute(uri: str) -> str:
 
 
 def read_bytes(uri: str) -> bytes:
-    """The whole content of the file at ``uri`` (local path or any fsspec URL)."""
+    """The whole content of the file at ``uri`` (local path or any fsspec URL); on object stores each
+    request ends within :func:`deadline`."""
     fs, path = filesystem(uri)
-    return fs.cat_file(path)
+    return fs.cat_file(path, timeout=deadline()) if fs.async_impl else fs.cat_file(path)
+
+
+HEAD_BYTES = 1 << 20  # what is read of a remote input before its header admits the rest
+WHOLE_BYTES = 256 << 20  # a remote input whose header is not in its first HEAD_BYTES is read whole up to this
+
+
+def read_input(url: str, root: str, size: int | None, admit: Callable[[bytes | BinaryIO, int], bool]) -> bytes:
+    """The content of the input ``url`` listed under ``root`` with ``size`` bytes (None: unknown), read only
+    once ``admit(start or file, size)`` has judged its header (it raises ValueError to refuse).
+
+    On local disks the file is opened as :func:`deblur.core.places.open_local` allows (no link out of the
+    root, no FIFO or device; nothing blocks) and must still have the listed size; elsewhere every request
+    ends within :func:`deadline`."""
+    fs, path = filesystem(url)
+    if is_local(fs):
+        fd, st = open_local(filesystem(root)[1] if root else os.path.dirname(path), path)
+        with os.fdopen(fd, "rb") as f:
+            if size is not None and st.st_size != size:
+                raise OSError(f"changed since it was listed ({size} bytes then, {st.st_size} now): run again")
+            admit(f, st.st_size)
+            f.seek(0)
+            return f.read()
+    if not fs.async_impl:  # memory:// and other in-process stores
+        data = fs.cat_file(path)
+        admit(data, len(data))
+        return data
+    size = size if size is not None else fs.size(path)
+    head = fs.cat_file(path, start=0, end=HEAD_BYTES, timeout=deadline())
+    if len(head) >= size:
+        admit(head, size)
+        return head
+    if not admit(head, size) and size > WHOLE_BYTES:
+        raise ValueError(f"no image header in the first {HEAD_BYTES} bytes of {size}: not read")
+    return head + fs.cat_file(path, start=len(head), timeout=deadline())
 
 
 def check_input(*uris: str) -> None:
@@ -119,9 +180,10 @@ def list_images(uri: str) -> list[str]:
 
 
 def safe_key(relative: str) -> str:
-    """A relative output key that cannot escape its root: no absolute part, no ``..``, tame characters."""
+    """A relative output key that cannot escape its root: no absolute part, no ``..``, no empty or ``.``
+    segment, tame characters, Unicode in NFC form."""
     parts = []
-    for part in relative.replace("\\", "/").split("/"):
+    for part in unicodedata.normalize("NFC", relative).replace("\\", "/").split("/"):
         part = re.sub(r"[^\w.\- ]", "_", part).strip()
         if part in ("", ".", ".."):
             continue
@@ -129,6 +191,12 @@ def safe_key(relative: str) -> str:
     if not parts:
         raise ValueError(f"no usable output name in {relative!r}")
     return "/".join(parts)
+
+
+def printable(path: str) -> str:
+    """``path`` as valid UTF-8: the bytes of a name that is not (which Python carries as surrogates) shown as
+    ``\\xNN``; any other path unchanged."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def relative_path(root: str, path: str) -> str:
@@ -179,17 +247,25 @@ def _check_output(uri: str) -> None:
         raise PermissionError(f"cannot write under {uri}: {e}") from None
 
 
-TEMPORARY = re.compile(r"^\.(deblur-[0-9a-f]{32}|.+\.[0-9a-f]{32})\.tmp$")  # this version's, and older ones'
+def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, root: str = "", replace: bool = True,
+                 prefix: str = ".deblur-") -> None:
+    """Write ``data`` to ``path`` via a temporary sibling (``prefix`` + a random hex + ``.tmp``, named so that a
+    later run can sweep it, and short, so that a long name still fits) and a move, so readers never see half
+    a file; the temporary is removed when the write fails.
 
-
-def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling (``.deblur-<uuid>.tmp``, named so that a later run
-    can sweep it, and short, so that a long name still fits) and a move, so readers never see half a file.
-    The temporary is removed when the write fails."""
+    ``root``: the folder the write must stay in. On local disks no link is followed and no mount point
+    crossed below it (:func:`deblur.core.places.write_local`). ``replace``: an existing file at ``path`` is
+    ours and may be replaced; when False, a file already there is kept and FileExistsError raised (on object
+    stores checked just before the write)."""
+    if root and is_local(fs):
+        write_local(root, path, data, replace, prefix)
+        return
+    if not replace and fs.exists(path):
+        raise FileExistsError(f"a file deblur did not write is at {unstrip(fs, path)}: kept")
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".deblur-{uuid.uuid4().hex}.tmp")
+    tmp = posixpath.join(parent, f"{prefix}{uuid.uuid4().hex}.tmp")
     try:
         with fs.open(tmp, "wb") as f:
             f.write(data)
@@ -202,35 +278,15 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         raise
 
 
-def sweep_temporaries(fs: fsspec.AbstractFileSystem, paths: list[str]) -> int:
-    """Remove the temporaries (:data:`TEMPORARY`) among ``paths``, left by a run that was killed or lost its
-    storage; returns how many. Call it only while holding the output's lease."""
-    stale = [p for p in paths if TEMPORARY.match(posixpath.basename(p))]
+def sweep_temporaries(fs: fsspec.AbstractFileSystem, paths: list[str], prefix: str) -> int:
+    """Remove the temporaries among ``paths`` whose names carry ``prefix`` (an output's own, with its nonce:
+    a look-alike of another's is never touched), left by a run that was killed or lost its storage; returns
+    how many. Call it only while holding the output's lease."""
+    shape = re.compile(rf"^{re.escape(prefix)}[0-9a-f]{{32}}\.tmp$")
+    stale = [p for p in paths if shape.match(posixpath.basename(p))]
     for p in stale:
         try:
             fs.rm(p)
         except FileNotFoundError:
             pass
     return len(stale)
-
-
-def resolved(uri: str) -> str:
-    """``uri`` as a full URL with ``..`` folded away and, on local disks, links resolved."""
-    fs, path = filesystem(uri)
-    return unstrip(fs, os.path.realpath(path) if is_local(fs) else posixpath.normpath(path))
-
-
-def within(uri: str, root: str) -> bool:
-    """True when ``uri`` is ``root`` or lies under it, both :func:`resolved` (on the same filesystem)."""
-    return (resolved(uri).rstrip("/") + "/").startswith(resolved(root).rstrip("/") + "/")
-
-
-def overlap(input_uri: str, output_uri: str) -> str:
-    """How ``input_uri`` and ``output_uri`` overlap ("the same folder", "the input is inside the output",
-    "the output is inside the input"), or "" when they do not (:func:`within`, both ways)."""
-    inside, around = within(input_uri, output_uri), within(output_uri, input_uri)
-    if inside and around:
-        return "the same folder"
-    if inside:
-        return "the input is inside the output"
-    return "the output is inside the input" if around else ""

@@ -16,8 +16,10 @@ import posixpath
 import pyarrow.parquet as pq
 import ray.data
 
-from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_local, is_process_local, read_bytes, relative_path,
-                                 resolved, safe_key, unstrip, within)
+from deblur.core.image import admit
+from deblur.core.places import Place, place
+from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_local, is_process_local, printable, read_bytes,
+                                 read_input, relative_path, safe_key, unstrip)
 from deblur.pipeline.naming import output_keys
 from deblur.pipeline.rows import InputRow
 from deblur.pipeline.sinks import Known
@@ -64,19 +66,24 @@ def input_rows(source: str, output: str, fmt: str, known: Known, per_block: int 
         raise FileNotFoundError(f"input not found: {source}")
     single = fs.isfile(root)
     base = unstrip(fs, posixpath.dirname(root) if single else root)
-    if single or is_process_local(fs):  # memory:// is invisible to workers: list and read it here
+    entries = [] if single or is_process_local(fs) else fs.ls(root, detail=True)
+    folders = [e for e in entries if e["type"] == "directory"]
+    if single or is_process_local(fs) or any(_odd(root, e["name"]) for e in folders):
+        # one file; memory:// (invisible to workers: listed and read here); or a bucket whose keys hold empty
+        # or "." segments (``in//x.png``), whose "folders" are other spellings of the root: listed here at once,
+        # so that each key spelled two ways is seen twice in one place (describe)
         found = {root: fs.info(root)} if single else fs.find(root, detail=True)
         rows = describe(base, output, _entries(fs, found), fmt, known)
         if is_process_local(fs):
             rows = [{**r, "bytes": read_bytes(r["path"]) if not r["error"] else None} for r in rows]
         per_task = rows_per_task(len(rows), per_block, actors)
+        if not rows:
+            raise FileNotFoundError(f"no files under {source}")
         return _blocks(rows, per_task), per_task
-    entries = fs.ls(root, detail=True)
-    folders = [e for e in entries if e["type"] == "directory"]
-    reserved = [_safe_name(relative_path(base, unstrip(fs, e["name"]))) for e in folders]
+    reserved = [_safe_name(relative_path(base, printable(unstrip(fs, e["name"])))) for e in folders]
     rows = describe(base, output, _entries(fs, {e["name"]: e for e in entries if e["type"] != "directory"}), fmt,
                     known, reserved)
-    prefixes = [{"prefix": unstrip(fs, e["name"])} for e in folders]
+    prefixes = [_prefix(unstrip(fs, e["name"])) for e in folders]
     per_task = rows_per_task(len(rows), per_block, actors) if not prefixes else per_block
     parts = [_blocks(rows, per_task)] if rows else []
     if prefixes:
@@ -87,6 +94,18 @@ def input_rows(source: str, output: str, fmt: str, known: Known, per_block: int 
     return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]), per_task
 
 
+def _odd(root: str, folder: str) -> bool:
+    """True for a listed folder whose name under ``root`` is empty or ``.``/``..`` (object stores only)."""
+    name = folder[len(root.rstrip("/")) + 1:]
+    return name in ("", ".", "..") or "/" in name
+
+
+def _prefix(url: str) -> dict:
+    """A listing task's item: the folder's URL, valid UTF-8, and its local name's bytes where it is not."""
+    shown = printable(url)
+    return {"prefix": shown, "name": os.fsencode(url) if shown != url else b""}
+
+
 def _safe_name(rel: str) -> str:
     try:
         return safe_key(rel)
@@ -95,14 +114,15 @@ def _safe_name(rel: str) -> str:
 
 
 def _list_prefix(row: dict, root: str, output: str, fmt: str, known: Known) -> list[InputRow]:
-    fs, path = filesystem(row["prefix"])
+    fs, path = filesystem(os.fsdecode(row["name"]) if row.get("name") else row["prefix"])
     return describe(root, output, _entries(fs, fs.find(path, detail=True)), fmt, known)
 
 
-def _entries(fs, found: dict[str, dict]) -> dict[str, tuple[str, str]]:
-    """URL -> (version, error) of the entries in a ``find``/``ls`` listing (sorted by URL), folders left out.
-    On local disks a symbolic link is followed only to a file inside the listed root (checked later, in
-    :func:`describe`); its error says why not otherwise."""
+def _entries(fs, found: dict[str, dict]) -> dict[str, tuple[str, str, bytes]]:
+    """URL -> (version, error, name) of the entries in a ``find``/``ls`` listing (sorted by URL), folders left
+    out. URLs are valid UTF-8 (:func:`~deblur.core.storage.printable`); ``name`` is the local path as the OS
+    gives it where it is not (b"" otherwise), to read it by. On local disks a symbolic link is followed only
+    to a file inside the listed root (checked later, in :func:`describe`); its error says why not otherwise."""
     out = {}
     for p, info in sorted(found.items()):
         if info.get("type") == "directory":
@@ -110,7 +130,9 @@ def _entries(fs, found: dict[str, dict]) -> dict[str, tuple[str, str]]:
         version, error = version_of(info), ""
         if is_local(fs) and (info.get("islink") or info.get("type") != "file"):
             version, error = _local_entry(p)
-        out[unstrip(fs, p)] = (version, error)
+        url = unstrip(fs, p)
+        shown = printable(url)
+        out[shown] = (version, error, os.fsencode(url) if shown != url else b"")
     return out
 
 
@@ -121,41 +143,57 @@ def _local_entry(path: str) -> tuple[str, str]:
     except OSError as e:
         if os.path.islink(path):
             what = "a loop of symbolic links" if e.errno == 40 else "a dangling symbolic link"
-            return "", f"{what} (to {os.readlink(path)!r}): not followed"
+            return "", f"{what} (to {printable(os.readlink(path))!r}): not followed"
         return "", f"cannot read: {e.strerror}"
     if os.path.isdir(path):
-        return "", f"a symbolic link to a folder ({os.readlink(path)!r}): not followed"
+        return "", f"a symbolic link to a folder ({printable(os.readlink(path))!r}): not followed"
     if not os.path.isfile(path):
         return "", "not a regular file (a device, pipe or socket)"
     return f"{st.st_size}:{st.st_mtime}", ""
 
 
-def describe(root: str, output: str, files: dict[str, tuple[str, str]], fmt: str, known: Known,
+def describe(root: str, output: str, files: dict[str, tuple[str, str, bytes]], fmt: str, known: Known,
              reserved: list[str] = ()) -> list[InputRow]:
-    """Rows for the entries (URL -> (version, error)) found under ``root``: where each one's result goes,
-    whether to skip it (:meth:`Known.skip`), or why it cannot be processed. Hidden files (temporaries
-    included) are left out. ``reserved``: output folders filled by other listing tasks."""
-    urls = [u for u in files if not posixpath.basename(u).startswith(".")]
+    """Rows for the entries (URL -> (version, error, name)) found under ``root``: where each one's result goes,
+    whether to skip it (:meth:`Known.skip`), or why it cannot be processed. Hidden files are inputs like
+    any other. Two entries whose keys are one key spelled two ways (``a/./c.png``, ``a//c.png``) are one
+    file: the second is a failed row. ``reserved``: output folders filled by other listing tasks."""
+    urls = list(files)
     errors = {u: files[u][1] or _error(root, u) for u in urls}
+    seen: dict[str, str] = {}
+    for u in urls:
+        canon = canonical_key(relative_path(root, u))
+        if canon in seen and not errors[u]:
+            errors[u] = f"the same key as {seen[canon]}, spelled another way: not processed twice"
+        seen.setdefault(canon, u)
     images = [u for u in urls if not errors[u]]
     keys = dict(zip(images, _keys(root, images, fmt, output, known, reserved)))
     rows = []
     for u in urls:
         key, error = keys.get(u), errors[u]
         if not error and key is None and fmt != "parquet":
-            error = "no output name left that no other input has (a hash collision): rename it"
+            error = "no output name left that no other input or file has (a hash collision): rename it"
         version = files[u][0]
-        row = {"path": u, "output": posixpath.join(output, key) if key and fmt != "parquet" else "",
-               "version": version, "skip": not error and known.skip(u, version), "error": error}
+        target = posixpath.join(output, key) if key and fmt != "parquet" else ""
+        row = {"path": u, "output": target, "version": version, "skip": not error and known.skip(u, version),
+               "error": error, "replace": bool(target) and known.owns(u, target), "name": files[u][2]}
         rows.append(row if not known.by_content else {**row, "recorded": known.recorded(u)})
     return rows
+
+
+def canonical_key(rel: str) -> str:
+    """A relative key with empty and ``.`` segments dropped (an object store keeps them; a disk does not)."""
+    return "/".join(p for p in rel.split("/") if p not in ("", "."))
 
 
 def _error(root: str, url: str) -> str:
     if not url.lower().endswith(IMAGE_EXTENSIONS):
         return f"unsupported file type {posixpath.splitext(url)[1] or '(none)'!r}"
-    if is_local(filesystem(url)[0]) and os.path.islink(filesystem(url)[1]) and not within(url, root):
-        return f"a symbolic link to a file outside the input ({resolved(url)}): not followed"
+    fs, path = filesystem(url)
+    if is_local(fs) and os.path.islink(path):  # checked again, without following anything, when it is read
+        target, real_root = os.path.realpath(path), os.path.realpath(filesystem(root)[1])
+        if not target.startswith(real_root.rstrip("/") + "/"):
+            return f"a symbolic link to a file outside the input ({printable(target)}): not followed"
     return ""
 
 
@@ -166,7 +204,7 @@ def _keys(root: str, urls: list[str], fmt: str, output: str, known: Known, reser
 
 
 def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
-                 read_roots: tuple[str, ...] = ()) -> ray.data.Dataset:
+                 read_roots: tuple[str, ...] = (), limits: tuple[float, float] = (0.0, 0.0)) -> ray.data.Dataset:
     """Rows for a Parquet dataset whose ``column`` holds encoded images; one Ray task per row group.
 
     A ``path`` column, when present, names each image (and its output), and is read here, in the driver,
@@ -198,7 +236,7 @@ def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
     items = [{**g, **{k: v[g["first"]: g["first"] + g["rows"]] for k, v in
                       (("sources", sources), ("keys", keys), ("errors", errors))}} for g in groups]
     roots = (base, *read_roots)
-    kwargs = {"column": column, "output": output, "fmt": fmt, "known": known, "roots": roots}
+    kwargs = {"column": column, "output": output, "fmt": fmt, "known": known, "roots": roots, "limits": limits}
     return ray.data.from_items(items).flat_map(_row_group, fn_kwargs=kwargs, **LISTING)
 
 
@@ -222,42 +260,59 @@ def name_rows(names: list[str | None], named: list[bool], anonymous: str, fmt: s
         found = output_keys([names[i].split("://", 1)[-1] for i in good], fmt, known.taken(output),
                             [sources[i] for i in good])
         for i, k in zip(good, found):
-            keys[i], errors[i] = (k, "") if k else ("", "no output name left that no other input has")
+            keys[i], errors[i] = (k, "") if k else ("", "no output name left that no other input or file has")
     return sources, keys, errors
 
 
 def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
-               roots: tuple[str, ...]) -> list[InputRow]:
+               roots: tuple[str, ...], limits: tuple[float, float] = (0.0, 0.0)) -> list[InputRow]:
     """The rows of one row group: its images (or the files their paths name, where allowed)."""
     fs, path = filesystem(item["file"])
     with fs.open(path, "rb") as f:
         table = pq.ParquetFile(f).read_row_group(item["group"], columns=[column] + (["path"] if item["named"] else []))
     blobs = table[column].to_pylist()
+    taken = known.taken(output) if not item["named"] and fmt != "parquet" else {}
     rows = []
     for i, blob in enumerate(blobs):
         source, key, error = item["sources"][i], item["keys"][i], item["errors"][i]
         name = table["path"][i].as_py() if item["named"] else None
+        if not error and blob is not None and not isinstance(blob, bytes):
+            blob, error = None, f"its {column!r} holds {type(blob).__name__}, not an encoded image's bytes"
         if not error and blob is None:
-            blob, error = _read_named(name, roots)
+            blob, error = _read_named(name, roots, *limits)
         digest = "sha256-" + hashlib.sha256(blob or b"").hexdigest()[:32]
         if not item["named"]:  # no path column: the content names the image
             source = digest + ".png"
-            key = "" if fmt == "parquet" else output_keys([source], fmt)[0] or ""
-        rows.append({"path": source, "output": posixpath.join(output, key) if key else "", "version": digest,
+            key = "" if fmt == "parquet" else output_keys([source], fmt, taken)[0] or ""
+            if fmt != "parquet" and not key and not error:
+                error = "no output name left that no other input or file has"
+        target = posixpath.join(output, key) if key else ""
+        rows.append({"path": source, "output": target, "version": digest,
                      "skip": not error and known.skip(source, digest), "error": error,
+                     "replace": bool(target) and known.owns(source, target), "name": b"",
                      "bytes": None if error else blob})
     return rows
 
 
-def _read_named(name: str | None, roots: tuple[str, ...]) -> tuple[bytes | None, str]:
-    """(bytes, error) of the file a row's path names, read only when it lies under one of ``roots``."""
+def _read_named(name: str | None, roots: tuple[str, ...], max_megapixels: float,
+                max_pixels_per_byte: float) -> tuple[bytes | None, str]:
+    """(bytes, error) of the file a row's path names, read only when it lies under one of ``roots`` (by
+    identity), and as any listed input is read (:func:`~deblur.core.storage.read_input`: no link out, no
+    FIFO, nothing blocks, the header judged before the rest is read)."""
     if not name:
         return None, "no image and no path"
-    url = resolved(name if "://" in name or name.startswith("/") else posixpath.join(roots[0], name))
-    if not any(within(url, r) for r in roots):
+    url = name if "://" in name or name.startswith("/") else posixpath.join(roots[0], name)
+    target = place(url)
+    root = next((r for r in roots if place(r).contains(target)), None)
+    if root is None:
         return None, (f"no image, and its path {name!r} lies outside the dataset's folder and every --read-root: "
                       "not read")
     try:
-        return read_bytes(url), ""
-    except OSError as e:
+        return read_input(target.url, place(root).url, None, _admit(max_megapixels, max_pixels_per_byte)), ""
+    except (OSError, ValueError) as e:
         return None, f"no image, and its path cannot be read: {type(e).__name__}: {e}"
+
+
+def _admit(max_megapixels: float, max_pixels_per_byte: float):
+    """:func:`~deblur.core.image.admit` with these limits."""
+    return lambda data, size: admit(data, size, max_megapixels, max_pixels_per_byte)

@@ -1,7 +1,8 @@
 """Output names: one function (:func:`output_keys`) gives every listed input its output key, never the same
 key twice, whatever the inputs are called. Free of Ray.
 
-The rules, in order (every comparison ignores case, as some filesystems do):
+The rules, in order (every comparison folds case and Unicode forms as case-insensitive stores do:
+:func:`fold`, ``casefold()`` of the NFC form, so ``straße``/``STRASSE`` and ``σ``/``ς`` meet):
 
 1. A *clean* input path (each folder and file name already safe, :func:`deblur.core.storage.safe_key`;
    short enough; its stem not ending like a tag ``-<10 hex>``) keeps its path, with the output format's
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
@@ -33,6 +35,11 @@ from deblur.core.storage import safe_key
 
 TAG = re.compile(r"-[0-9a-f]{10}$")
 MAX_NAME = 180  # longest output file name kept as it is (bytes); longer ones are cut and tagged
+
+
+def fold(key: str) -> str:
+    """``key`` as a case-insensitive, Unicode-normalising store compares it: NFC, then ``casefold()``."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", key).casefold())
 
 
 def tag(text: str) -> str:
@@ -86,26 +93,26 @@ def output_keys(rels: list[str], fmt: str, taken: dict[str, str] | None = None,
                 sources: list[str] | None = None, folders: Iterable[str] = ()) -> list[str | None]:
     """The output key of each relative input path in ``rels`` (None: no unique key could be given).
 
-    ``taken``: keys already owned (lower-cased key -> owning source, from the manifest); ``sources``: the
+    ``taken``: keys already held (folded key -> owning source, from the manifest, or a foreign file's owner); ``sources``: the
     sources ``rels`` stand for (so that a key owned by the same source is not counted as taken);
     ``folders``: output folders that other calls fill (the safe names of sub-folders listed elsewhere).
     """
     taken = taken or {}
     sources = sources or list(rels)
     options = [candidates(r, fmt) for r in rels]
-    folders = _folders(o[0] for o in options) | {f.lower() for f in folders}
+    folders = _folders(o[0] for o in options) | {fold(f) for f in folders}
 
     def free(key: str, source: str, others: Counter) -> bool:
-        low = key.lower()
+        low = fold(key)
         return others[low] == 1 and low not in folders and taken.get(low, source) == source
 
     keys: list[str | None] = [None] * len(rels)
-    first = Counter(o[0].lower() for o in options)
+    first = Counter(fold(o[0]) for o in options)
     for i, (o, s) in enumerate(zip(options, sources)):
         if free(o[0], s, first):
             keys[i] = o[0]
     for level in (1, 2):
-        wanted = Counter([k.lower() for k in keys if k] + [options[i][level].lower() for i, k in enumerate(keys)
+        wanted = Counter([fold(k) for k in keys if k] + [fold(options[i][level]) for i, k in enumerate(keys)
                                                           if k is None])
         for i, (o, s) in enumerate(zip(options, sources)):
             if keys[i] is None and free(o[level], s, wanted):
@@ -114,9 +121,9 @@ def output_keys(rels: list[str], fmt: str, taken: dict[str, str] | None = None,
 
 
 def _folders(keys: Iterable[str]) -> set[str]:
-    """Every folder (lower-cased) that holds one of ``keys``."""
+    """Every folder (folded) that holds one of ``keys``."""
     out = set()
     for k in keys:
-        parts = k.lower().split("/")[:-1]
+        parts = fold(k).split("/")[:-1]
         out.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     return out

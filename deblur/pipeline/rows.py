@@ -26,7 +26,10 @@ class InputRow(TypedDict, total=False):
     """A listed input. ``path``: its URL (or a name, for Parquet input); ``output``: where its image file
     goes ("" for Parquet output); ``version``: its size and ETag or modification time (a content hash for
     Parquet input); ``skip``: the manifest records it as done at this version, its output still there;
-    ``error``: why it cannot be processed ("" when it can); ``bytes``: its encoded content, only for inputs
+    ``error``: why it cannot be processed ("" when it can); ``replace``: its output name holds a file the
+    manifest records as this input's, which may be replaced (any other file there is kept: the write
+    fails); ``name``: the local file's name as the OS gives it, where that is not UTF-8 (``path`` then
+    shows its bytes as ``\\xNN``; b"" otherwise); ``bytes``: its encoded content, only for inputs
     workers cannot read themselves (``memory://``, a Parquet column); ``recorded``: only with
     ``--detect-changes content``, the content version the manifest records (its output still there; "" when
     none): the input is read, versioned by its content and skipped when that is unchanged."""
@@ -36,6 +39,8 @@ class InputRow(TypedDict, total=False):
     version: str
     skip: bool
     error: str
+    replace: bool
+    name: bytes
     bytes: bytes
     recorded: str
 
@@ -50,6 +55,7 @@ class DecodedRow(TypedDict):
     version: str
     skip: bool
     error: str
+    replace: bool
     pixels: bytes
     shape: str
     dtype: str

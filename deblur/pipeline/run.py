@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import posixpath
 import time
 import traceback
 import uuid
@@ -27,7 +28,8 @@ from ray.data import ActorPoolStrategy
 from deblur.core import checkpoint
 from deblur.core.config import PipelineConfig
 from deblur.core.progress import bar, shown
-from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local, overlap
+from deblur.core.places import canonical, overlap, refuse_overlap
+from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local
 from deblur.pipeline import sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
@@ -132,8 +134,10 @@ def run(cfg: PipelineConfig) -> Summary:
     """De-blur every image under ``cfg.input`` into ``cfg.output``; returns the summary."""
     if is_process_local(filesystem(cfg.output)[0]):
         raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
-    source, output = absolute(cfg.input), absolute(cfg.output)  # workers may run elsewhere
-    check_input(source)  # bad input fails before Ray starts
+    check_input(cfg.input)  # bad input fails before Ray starts
+    # one spelling of each root, absolute (workers may run elsewhere) and resolved: the manifest's records
+    # and the output's ownership do not depend on how a command names them (``..``, a link)
+    source, output = canonical(absolute(cfg.input)), canonical(absolute(cfg.output))
     check_overlap(source, output, bool(cfg.input_column))
     ckpt = checkpoint.resolve(absolute(cfg.model) if cfg.model else None)
     config = checkpoint.load(ckpt)[1]  # fail fast, in the driver, on an unreadable checkpoint
@@ -141,8 +145,9 @@ def run(cfg: PipelineConfig) -> Summary:
     model = checkpoint.model_id(ckpt, config)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with sinks.Lease(output, run_id):
-        known = sinks.Known() if cfg.overwrite else sinks.known(output, cfg.verify_outputs,
-                                                                cfg.detect_changes == "content", model)
+        nonce = sinks.output_nonce(output)
+        known = sinks.known(output, cfg.verify_outputs, cfg.detect_changes == "content", model, cfg.format,
+                            cfg.overwrite, nonce)
         ensure_ray()
         if cfg.gpu:
             require_gpus()
@@ -150,12 +155,13 @@ def run(cfg: PipelineConfig) -> Summary:
         with small_blocks(cfg.batch_size):
             if cfg.input_column:
                 roots = tuple(absolute(r) for r in cfg.read_roots)
-                ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots)
+                ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots,
+                                  (cfg.max_megapixels, cfg.max_pixels_per_byte))
                 per_task = cfg.batch_size
             else:
                 ds, per_task = input_rows(source, output, cfg.format, known, cfg.batch_size, cfg.workers)
-            sink = {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model}
-            ds = add_stages(ds, cfg, per_task, ckpt, sink)
+            sink = {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model, "nonce": nonce}
+            ds = add_stages(ds, cfg, per_task, ckpt, sink, source)
         try:
             count(ds, progress)
         except BaseException as e:
@@ -163,8 +169,8 @@ def run(cfg: PipelineConfig) -> Summary:
             release(e)
             raise
         if cfg.format == "parquet":
-            sinks.commit_parquet(output)  # before compaction: every record still names the part it wrote
-        manifest = sinks.compact_manifest(output, run_id)
+            sinks.commit_parquet(output, nonce)  # before compaction: every record still names its part
+        manifest = sinks.compact_manifest(output, run_id, nonce)
     return progress.summary(cfg.output, manifest)
 
 
@@ -209,27 +215,28 @@ def small_blocks(rows: int) -> Iterator[None]:
 
 
 def check_overlap(source: str, output: str, parquet_input: bool) -> None:
-    """Refuse (ValueError) an output that overlaps the input (the same folder, or one inside the other):
-    a run would read its own results, or write among the inputs. Parquet input in one file is the exception
-    (deblur's parts, ``deblur-part-*.parquet``, cannot clash with it), and is said so."""
+    """Refuse (ValueError) an output that overlaps the input, by the filesystem's identity (the same folder,
+    through a link or a bind mount too, or one inside the other): a run would read its own results, or
+    write among the inputs. Parquet input in one file is the exception (deblur's parts cannot clash with
+    it), and is said so."""
     how = overlap(source, output)
-    if not how:
-        return
     fs, path = filesystem(source)
-    if parquet_input and fs.isfile(path) and how != "the output is inside the input":
+    if how and parquet_input and fs.isfile(path) and how != "the output is inside the input":
         log.info("the output %s holds the Parquet input %s; deblur's parts (deblur-part-*.parquet) cannot clash "
                  "with it, but a later run reading the folder would read them too", output, source)
         return
-    raise ValueError(f"the output {output} and the input {source} overlap ({how}): a run would read its own "
-                     "results or write among its inputs; choose an output outside the input")
+    refuse_overlap([source], output)
 
 
-def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: str, sink: dict) -> ray.data.Dataset:
+def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: str, sink: dict,
+               source: str) -> ray.data.Dataset:
     """decode -> model -> write, ``per_task`` rows a task: separate stages when the model runs on GPUs
     (``--stages split``, the default with ``--gpu``), one fused CPU actor otherwise; see
     :mod:`deblur.pipeline.stages`."""
     model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict()}
-    decode = {"max_megapixels": cfg.max_megapixels, "multi_frame": cfg.multi_frame}
+    root = source if not filesystem(source)[0].isfile(filesystem(source)[1]) else posixpath.dirname(source)
+    decode = {"root": root, "max_megapixels": cfg.max_megapixels, "max_pixels_per_byte": cfg.max_pixels_per_byte,
+              "multi_frame": cfg.multi_frame}
     fused = cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu)
     whole = fused and not cfg.gpu and cluster_is_ours()  # a local cluster of its own: one node, all the run's
     cpus = actor_cpus(cfg.worker_cpus, cfg.workers, ray.cluster_resources().get("CPU", 0.0) if whole else 0.0)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 
-from deblur.core.image import decode_with_metadata, encode
+from deblur.core.image import admit, decode_with_metadata, encode
 from deblur.core.metrics import sharpness
-from deblur.core.storage import filesystem, read_bytes, write_atomic
+from deblur.core.storage import filesystem, read_input, write_atomic
 from deblur.pipeline import sinks
 from deblur.pipeline.rows import EMPTY, RECORD_KEYS, pack, unpack
 
@@ -37,26 +37,39 @@ def content_version(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()[:32]
 
 
-def decode_batch(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "refuse") -> Batch:
-    """InputRow -> DecodedRow: read and decode each row's image (EXIF-upright, as stored: grey/RGB/RGBA,
-    8/16-bit); a row that cannot be read or decoded gets its ``error``. Rows with a ``recorded`` version
-    (``--detect-changes content``) are versioned by their content, and skipped when it is unchanged."""
-    decoded = _decode(batch, max_megapixels, multi_frame)
+def decode_batch(batch: Batch, root: str = "", max_megapixels: float = 0.0, max_pixels_per_byte: float = 0.0,
+                 multi_frame: str = "refuse") -> Batch:
+    """InputRow -> DecodedRow: read (as :func:`~deblur.core.storage.read_input` allows, under the input
+    ``root``) and decode each row's image (EXIF-upright, as stored: grey/RGB/RGBA, 8/16-bit); a row that
+    cannot be read or decoded gets its ``error``. Rows with a ``recorded`` version (``--detect-changes
+    content``) are versioned by their content, and skipped when it is unchanged."""
+    decoded = _decode(batch, root, max_megapixels, max_pixels_per_byte, multi_frame)
     packed = [pack(img) if img is not None else EMPTY for img in decoded["pixels"]]
     return decoded | {key: [p[key] for p in packed] for key in EMPTY}
 
 
-def _decode(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "refuse") -> Batch:
+def listed_size(version: str) -> int | None:
+    """The size a listing version (``SIZE:TAG``) records, or None (a content version, or none)."""
+    head = version.split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _decode(batch: Batch, root: str = "", max_megapixels: float = 0.0, max_pixels_per_byte: float = 0.0,
+            multi_frame: str = "refuse") -> Batch:
     """:func:`decode_batch` with each image as a numpy array in ``pixels`` (None when there is none)."""
     n = len(batch["path"])
     blobs, recorded = batch.get("bytes", [None] * n), batch.get("recorded", [None] * n)
+    names = batch.get("name", [b""] * n)
     skips, versions = [bool(s) for s in batch["skip"]], [str(v) for v in batch["version"]]
     cols: dict[str, list] = {"pixels": [], "sharpness_before": [], "exif": [], "icc": [], "error": []}
+    admitted = functools.partial(admit, max_megapixels=max_megapixels, max_pixels_per_byte=max_pixels_per_byte)
     for i, (path, error, data, before) in enumerate(zip(batch["path"], batch["error"], blobs, recorded)):
         img, sharp, exif, icc = None, 0.0, b"", b""
         if not skips[i] and not error:
             try:
-                data = read_bytes(str(path)) if data is None else data
+                if data is None:
+                    url = os.fsdecode(bytes(names[i])) if names[i] is not None and len(names[i]) else str(path)
+                    data = read_input(url, root, listed_size(versions[i]), admitted)
                 if before is not None:
                     versions[i] = content_version(data)
                     skips[i] = versions[i] == before
@@ -68,7 +81,7 @@ def _decode(batch: Batch, max_megapixels: float = 0.0, multi_frame: str = "refus
         for key, value in (("pixels", img), ("sharpness_before", sharp), ("exif", exif), ("icc", icc),
                            ("error", str(error))):
             cols[key].append(value)
-    rest = {k: v for k, v in batch.items() if k not in ("bytes", "recorded")}
+    rest = {k: v for k, v in batch.items() if k not in ("bytes", "recorded", "name")}
     return rest | cols | {"skip": skips, "version": versions}
 
 
@@ -126,55 +139,89 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str) -> Batch:
+def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str, nonce: str = "") -> Batch:
     """DecodedRow -> Record: encode and write each restored row (a file, or one Parquet part per batch),
-    then the batch's manifest rows. ``pixels`` holds packed bytes, or (in one actor) numpy images."""
+    then the batch's manifest rows. ``pixels`` holds packed bytes, or (in one actor) numpy images. A file
+    is written over only where the row may ``replace`` it; temporaries carry the output's ``nonce``.
+
+    Image files are announced first: a manifest part records each output as ``writing`` for its source, so
+    a file written by a run killed before its final record is still known as deblur's (and is replaced by
+    the next run, not kept as a stranger's)."""
     n = len(batch["path"])
+    replace = batch.get("replace", [False] * n)
+    todo = [i for i in range(n) if _has_pixels(batch["pixels"][i]) and not str(batch["error"][i])]
+    stamp = _now()
+    if fmt != "parquet" and todo:
+        sinks.write_manifest_part(output, run, [
+            _entry(str(batch["path"][i]), str(batch["output"][i]), "writing", "", batch["version"][i], model_id,
+                   run, stamp, fmt) for i in todo], nonce)
     records, rows = [], []
-    precisions = batch.get("precision", [""] * n)
     for i, path in enumerate(batch["path"]):
         record = {"path": str(path), "status": "skipped" if batch["skip"][i] else "failed", "output": "",
                   "error": str(batch["error"][i]), "megapixels": 0.0, "version": str(batch["version"][i]),
                   "precision": ""}
-        pixels = batch["pixels"][i]
-        if pixels is not None and len(pixels) and not record["error"]:
+        if i in todo:
             try:
-                img = pixels if isinstance(pixels, np.ndarray) else unpack(pixels, str(batch["shape"][i]),
-                                                                           str(batch["dtype"][i]))
+                img = _image(batch, i)
                 row = _store(img, record["path"], str(batch["output"][i]), fmt, model_id, run,
-                             bytes(batch["exif"][i]), bytes(batch["icc"][i]))
+                             bytes(batch["exif"][i]), bytes(batch["icc"][i]), (output, bool(replace[i]), nonce))
                 if row is not None:
                     rows.append({**row, "sharpness_before": float(batch["sharpness_before"][i])})
                 record.update(status="done", megapixels=img.shape[0] * img.shape[1] / 1e6,
-                              output=str(batch["output"][i]), precision=str(precisions[i]))
+                              output=str(batch["output"][i]), precision=str(batch.get("precision", [""] * n)[i]))
             except (OSError, ValueError) as e:
                 record["error"] = _error(e)
         records.append(record)
     if rows:
-        part = sinks.write_parquet_part(output, rows)
+        part = sinks.write_parquet_part(output, rows, nonce)
         for r in records:
             r["output"] = part if r["status"] == "done" else r["output"]
-    now = datetime.now(timezone.utc)
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the manifest keeps milliseconds
-    sinks.write_manifest_part(output, run, [
-        {"source": r["path"], "output": r["output"], "status": r["status"], "error": r["error"],
-         "model": model_id, "run": run, "time": now, "version": r["version"]} for r in records
-        if r["status"] != "skipped"])
+    now = max(_now(), stamp + timedelta(milliseconds=1))  # after the announcement, never at its time
+    sinks.write_manifest_part(output, run, [_entry(r["path"], r["output"], r["status"], r["error"], r["version"],
+                                                   model_id, run, now, fmt) for r in records
+                                            if r["status"] != "skipped"], nonce)
     for r in records:
         r["written"] = now.timestamp()
     return {k: [r[k] for r in records] for k in RECORD_KEYS}
 
 
+def _has_pixels(pixels: Any) -> bool:
+    return pixels is not None and len(pixels) > 0
+
+
+def _image(batch: Batch, i: int) -> np.ndarray:
+    """Row ``i``'s image: numpy already (in one actor), or packed bytes."""
+    pixels = batch["pixels"][i]
+    return pixels if isinstance(pixels, np.ndarray) else unpack(pixels, str(batch["shape"][i]), str(batch["dtype"][i]))
+
+
+def _now() -> datetime:
+    """Now, to the millisecond (the manifest keeps milliseconds)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _entry(source: str, output: str, status: str, error: str, version: Any, model: str, run: str, time: datetime,
+           fmt: str) -> dict[str, Any]:
+    """One manifest row (``sinks.MANIFEST_SCHEMA``)."""
+    return {"source": source, "output": output, "status": status, "error": error, "model": model, "run": run,
+            "time": time, "version": str(version), "format": fmt}
+
+
 def _store(img: np.ndarray, path: str, output: str, fmt: str, model_id: str, run: str, exif: bytes,
-           icc: bytes) -> dict | None:
-    """Encode one restored image (with the source's EXIF and ICC profile) and write it to ``output``; for
-    Parquet, return its row instead."""
+           icc: bytes, where: tuple[str, bool, str] = ("", True, "")) -> dict | None:
+    """Encode one restored image (with the source's EXIF and ICC profile) and write it to ``output``
+    inside ``where``'s output root (replacing a file there only where ``where`` says it is ours, through
+    a temporary with its nonce: :func:`~deblur.core.storage.write_atomic`); for Parquet, return its row
+    instead."""
     codec = "png" if fmt == "parquet" else fmt
     img = img if codec == "png" or img.dtype == np.uint8 else (img // 257).astype(np.uint8)
     encoded = encode(img, codec, exif=exif, icc=icc)
     if fmt != "parquet":
         fs, dst = filesystem(output)
-        write_atomic(fs, dst, encoded)
+        root, replace, nonce = where
+        write_atomic(fs, dst, encoded, root=filesystem(root)[1] if root else "", replace=replace,
+                     prefix=sinks.temporary_prefix(nonce))
         return None
     return {"path": path, "image": encoded, "format": codec, "width": img.shape[1], "height": img.shape[0],
             "channels": 1 if img.ndim == 2 else img.shape[2], "model": model_id,

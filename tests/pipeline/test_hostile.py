@@ -135,17 +135,24 @@ def test_a_hostile_parquet_dataset_gives_every_row_one_record_and_reads_nothing_
     assert len(shapes) == 4 and (50, 70, 3) not in shapes  # the file outside was never read
 
 
-def test_temporaries_left_behind_are_swept_by_the_next_run(ray_cluster, tmp_path, seed_checkpoint):
-    """Finding 11: temporaries (this version's and older ones') stayed in the output after an outage."""
+def test_temporaries_left_behind_are_swept_by_the_next_run_and_look_alikes_are_not(ray_cluster, tmp_path,
+                                                                                     seed_checkpoint):
+    """Finding 11 of issue 19: temporaries stayed in the output after an outage. Issue 36, case 6: foreign
+    hidden files shaped like an older version's temporaries (``.<name>.<32 hex>.tmp``) were swept too; only
+    temporaries carrying this output's own nonce are deblur's."""
     src, out = tmp_path / "in", tmp_path / "out"
     write_image(src / "a.png", textured(20, 24, 3))
     _run(src, out, seed_checkpoint)
-    left = [out / f".deblur-{'0' * 32}.tmp", out / f".a.png.{'1' * 32}.tmp", out / "_manifest" / f".part-x.parquet.{'2' * 32}.tmp"]
-    for p in left:
+    nonce = sinks.output_nonce(str(out))
+    ours = [out / f".deblur-{nonce}-{'0' * 32}.tmp", out / "sub" / f".deblur-{nonce}-{'1' * 32}.tmp",
+            out / "_manifest" / f".deblur-{nonce}-{'2' * 32}.tmp"]
+    theirs = [out / f".deblur-{'0' * 32}.tmp", out / f".a.png.{'1' * 32}.tmp", out / ".keep",
+              out / "_manifest" / f".part-x.parquet.{'2' * 32}.tmp"]
+    for p in ours + theirs:
+        p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"half")
-    (out / ".keep").write_bytes(b"a user's file")
     assert _run(src, out, seed_checkpoint).skipped == 1
-    assert not any(p.exists() for p in left) and (out / ".keep").exists()
+    assert not any(p.exists() for p in ours) and all(p.read_bytes() == b"half" for p in theirs)
 
 
 def _deblur(*args: str, env: dict) -> tuple[int, str, float]:

@@ -25,22 +25,22 @@ def test_a_retried_batch_replaces_its_part_instead_of_adding_one(tmp_path):
     out = str(tmp_path / "out")
     batch = _batch(["/in/a.png", "/in/b.png"])
     for _ in range(2):  # Ray retries a batch whose actor died after writing
-        write_batch(batch, "parquet", out, "run1", "seed-x")
+        write_batch(batch, "parquet", out, "run1", "seed-x", "n0")
     sinks.compact_manifest(out, "run1")
-    assert sinks.commit_parquet(out) == 0
+    assert sinks.commit_parquet(out, "n0") == 0
     assert sorted(pq.read_table(out, columns=["path"])["path"].to_pylist()) == ["/in/a.png", "/in/b.png"]
 
 
 def test_commit_drops_rows_the_manifest_does_not_point_to(tmp_path):
     out = str(tmp_path / "out")
-    first = sinks.write_parquet_part(out, [_row("/in/x.png"), _row("/in/y.png")])
-    second = sinks.write_parquet_part(out, [_row("/in/y.png")])  # y redone (changed since)
-    orphan = sinks.write_parquet_part(out, [_row("/in/z.png")])  # written, never recorded
+    first = sinks.write_parquet_part(out, [_row("/in/x.png"), _row("/in/y.png")], "n0")
+    second = sinks.write_parquet_part(out, [_row("/in/y.png")], "n0")  # y redone (changed since)
+    orphan = sinks.write_parquet_part(out, [_row("/in/z.png")], "n0")  # written, never recorded
     now = datetime.now(timezone.utc)
     sinks.write_manifest_part(out, "r", [
-        {"source": s, "output": o, "status": "done", "error": "", "model": "m", "run": "r", "time": now, "version": "1"}
-        for s, o in (("/in/x.png", first), ("/in/y.png", second))])
-    assert sinks.commit_parquet(out) == 2
+        {"source": s, "output": o, "status": "done", "error": "", "model": "m", "run": "r", "time": now, "version": "1",
+         "format": "parquet"} for s, o in (("/in/x.png", first), ("/in/y.png", second))])
+    assert sinks.commit_parquet(out, "n0") == 2
     assert sorted(pq.read_table(out, columns=["path"])["path"].to_pylist()) == ["/in/x.png", "/in/y.png"]
     assert not (tmp_path / "out" / orphan.rsplit("/", 1)[1]).exists()
 

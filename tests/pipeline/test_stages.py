@@ -20,7 +20,7 @@ def _inputs(tmp_path, sizes):
         paths.append(str(path))
     n = len(paths)
     return {"path": np.array(paths), "output": np.array([str(tmp_path / "out" / f"o{i}.png") for i in range(n)]),
-            "version": np.array(["1:1"] * n), "skip": np.array([False] * n), "error": np.array([""] * n)}
+            "version": np.array([f"{os.path.getsize(p)}:1" for p in paths]), "skip": np.array([False] * n), "error": np.array([""] * n)}
 
 
 def test_the_fused_stage_restores_small_images_together_and_writes_chunk_by_chunk(tmp_path, seed_checkpoint):
@@ -39,7 +39,8 @@ def test_the_fused_stage_restores_small_images_together_and_writes_chunk_by_chun
     assert len(written) == 3 and written[0] < written[1] < written[2]
     manifest = sinks.read_manifest(out).to_pylist()
     assert sorted(r["time"].timestamp() for r in manifest) == sorted(records["written"])
-    assert len(list((tmp_path / "out" / "_manifest").glob("part-*.parquet"))) == 3
+    # each chunk: its outputs announced ("writing"), then its records
+    assert len(list((tmp_path / "out" / "_manifest").glob("part-*.parquet"))) == 6
 
 
 def test_a_batch_with_nothing_to_restore_never_loads_the_model(tmp_path, seed_checkpoint):
