@@ -175,6 +175,14 @@ def dispatch(args: argparse.Namespace) -> str:
     return summary.line()
 
 
+MAX_LINE = 300  # the longest line of an error message (a value echoed back may be huge)
+
+
+def short(text: str) -> str:
+    """``text`` with every line cut to :data:`MAX_LINE` characters."""
+    return "\n".join(ln if len(ln) <= MAX_LINE else ln[:MAX_LINE - 1] + "…" for ln in text.splitlines())
+
+
 class RunFailed(Exception):
     """Some inputs failed and ``--fail-on-error`` was given."""
 
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             json.JSONDecodeError) as e:
         if args.verbose:
             raise
-        print(f"deblur: error: {e}", file=sys.stderr)
+        print(short(f"deblur: error: {e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: training aborts its run first; the pipeline's manifest keeps what is done
         print("deblur: interrupted", file=sys.stderr)

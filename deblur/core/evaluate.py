@@ -27,6 +27,7 @@ from deblur.core.image import decode, from_float, to_float, to_hwc
 from deblur.core.progress import bar
 from deblur.core.report import write_report
 from deblur.core.restore import load
+from deblur.core.places import refuse_overlap
 from deblur.core.storage import filesystem, list_images, read_bytes, relative_key, write_atomic
 from deblur.core.synth import Pair, make_pair
 from deblur.core.wiener import noise_sigma_of, wiener
@@ -45,7 +46,9 @@ class Scored:
 
 def evaluate(cfg: EvalConfig) -> str:
     """Run the evaluation ``cfg`` describes; writes ``metrics.parquet``, ``summary.json``, ``report.png``
-    and ``report.html`` under ``cfg.output`` and returns a one-line summary."""
+    and ``report.html`` under ``cfg.output`` and returns a one-line summary. An output that overlaps the
+    data (the same folder, or one inside the other) is refused: a next evaluation would score its report."""
+    refuse_overlap([cfg.data] + ([cfg.paired] if cfg.paired else []), cfg.output)
     restorer = load(cfg.model, "cpu", **cfg.restore().to_dict())
     spec = cfg.degradation or trained_on(restorer.checkpoint)
     deg = parse_degradation(spec)
@@ -144,8 +147,8 @@ def _write_outputs(output: str, scored: list[Scored], summary: dict, label: str,
     fs, root = filesystem(output)
     buf = io.BytesIO()
     pq.write_table(table(scored, label, model_id), buf)
-    write_atomic(fs, posixpath.join(root, "metrics.parquet"), buf.getvalue())
-    write_atomic(fs, posixpath.join(root, "summary.json"), json.dumps(summary, indent=2).encode())
+    write_atomic(fs, posixpath.join(root, "metrics.parquet"), buf.getvalue(), root=root)
+    write_atomic(fs, posixpath.join(root, "summary.json"), json.dumps(summary, indent=2).encode(), root=root)
     step = max(1, len(scored) // max(report_images, 1))  # spread over the set (e.g. every sprite class)
     for name, data in write_report(scored, summary, scored[::step][:report_images]).items():
-        write_atomic(fs, posixpath.join(root, name), data)
+        write_atomic(fs, posixpath.join(root, name), data, root=root)

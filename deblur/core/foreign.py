@@ -76,7 +76,10 @@ def read_state_dict(uri: str, data: bytes | None = None) -> dict[str, torch.Tens
 
     data = read_bytes(uri) if data is None else data
     if uri.lower().endswith(".safetensors"):
-        return canonicalize_state_dict(safetensors.torch.load(data))
+        try:
+            return canonicalize_state_dict(safetensors.torch.load(data))
+        except Exception as e:  # safetensors' own error type: a usage error like any unreadable file
+            raise ValueError(f"not a readable .safetensors file: {uri} ({str(e)[:120]})") from None
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

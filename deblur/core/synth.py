@@ -19,6 +19,7 @@ from deblur.core.config import DegradeConfig
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, encode, from_float, to_float, to_hwc
 from deblur.core.progress import bar
+from deblur.core.places import refuse_overlap
 from deblur.core.storage import filesystem, list_images, read_bytes, relative_key, write_atomic
 
 
@@ -56,7 +57,9 @@ def make_pair(img: np.ndarray, deg: Degradation, key: str, seed: int = 0, factor
 def write_degraded(cfg: DegradeConfig, threads: int = 8) -> str:
     """Write a degraded copy of every image under ``cfg.input`` to the same relative path under
     ``cfg.output`` (extension set by ``cfg.format``); returns a summary line. Unreadable inputs are listed,
-    not fatal."""
+    not fatal. An output that overlaps the input (the same folder, or one inside the other, by identity) is
+    refused: the originals would be replaced, or degraded again on a rerun."""
+    refuse_overlap([cfg.input], cfg.output)
     source, output, spec, seed, factor, fmt = cfg.input, cfg.output, cfg.degradation, cfg.seed, cfg.downscale, cfg.format
     deg = parse_degradation(spec)
     urls = list_images(source)
@@ -69,7 +72,7 @@ def write_degraded(cfg: DegradeConfig, threads: int = 8) -> str:
         except (OSError, ValueError) as e:
             return f"{url}: {e}"
         name = posixpath.splitext(key)[0] + "." + fmt
-        write_atomic(out_fs, posixpath.join(out_root, name), encode(from_float(pair.degraded), fmt))
+        write_atomic(out_fs, posixpath.join(out_root, name), encode(from_float(pair.degraded), fmt), root=out_root)
         return None
 
     with ThreadPoolExecutor(threads) as pool:

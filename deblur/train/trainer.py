@@ -42,6 +42,7 @@ from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
 from deblur.core.fashion_mnist import FASHION_MNIST, default_cache, fetch_fashion_mnist
 from deblur.core.image import to_channels, to_float
+from deblur.core.places import refuse_overlap
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
@@ -65,6 +66,7 @@ def fit(cfg: TrainConfig) -> str:
     under ``cfg.output``."""
     cfg = absolute_paths(cfg)  # workers run in another folder, maybe on another machine
     check_input(*cfg.sources())  # bad input fails before Ray starts
+    refuse_overlap(cfg.sources(), cfg.output)  # checkpoints and reports never among the training images
     recorded = checkpoint.load(checkpoint.resolve(cfg.init))[1] if cfg.init else None  # unreadable: fails now
     cfg, recipe = cfg.with_recipe(recorded)
     parse_degradation(cfg.degradation)  # what only the registries know: each option's name and bounds

@@ -44,6 +44,36 @@ class UNetSettings(Settings):
     depths: tuple[int, ...] = (1, 1, 2)
     middle: int = 2
 
+    def __post_init__(self) -> None:
+        """Bounds, checked before anything is allocated (a checkpoint's config.json is input too)."""
+        _bounded("channels", self.channels, 1, 4)
+        _bounded("width", self.width, 1, 512)
+        depths = self.depths
+        if not isinstance(depths, tuple) or not 1 <= len(depths) <= MAX_SCALES:
+            raise ValueError(f"unet depths must be a list of 1 to {MAX_SCALES} block counts, got {str(depths)[:60]}")
+        for d in depths:
+            _bounded("a depth", d, 0, MAX_BLOCKS)
+        _bounded("middle", self.middle, 0, MAX_BLOCKS)
+        if self.parameters() > MAX_PARAMETERS:
+            raise ValueError(f"unet of {self.parameters():,} parameters: over {MAX_PARAMETERS:,}; width {self.width}, "
+                             f"depths {list(depths)[:8]}")
+
+    def parameters(self) -> int:
+        """The network's parameter count, from the settings alone (nothing allocated)."""
+        c, widths = self.channels, [self.width * 2**i for i in range(len(self.depths) + 1)]
+        block = [2 * (9 * w * w + w) for w in widths]
+        return (9 * c * widths[0] + widths[0] + 9 * widths[0] * c + c
+                + sum(d * block[i] for i, d in enumerate(self.depths)) + self.middle * block[-1]
+                + sum(2 * (4 * 2 * w * w) + 3 * w for w in widths[:-1]) + sum(block[:-1]))
+
+
+MAX_SCALES, MAX_BLOCKS, MAX_PARAMETERS = 8, 64, 500_000_000
+
+
+def _bounded(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"unet {name} must be an integer from {low} to {high}, got {str(value)[:40]}")
+
 
 class UNet(Model):
     """Residual U-Net: ``width`` channels at full resolution, doubling at each of ``len(depths)`` scales.
