@@ -140,8 +140,9 @@ def _decode(data: bytes, max_megapixels: float, multi_frame: str = "refuse") -> 
         raise ValueError(f"{img.dtype} pixels: not supported (8- and 16-bit images are); convert it first")
     # OpenCV turns a TIFF upright itself (its orientation tag is the EXIF one): turned once, never twice
     orientation = 1 if head.format == "TIFF" else head.orientation
-    stored = (head.width, head.height) if head.format == "TIFF" and head.orientation >= 5 else (head.height, head.width)
-    if img.shape[:2] != stored:
+    # (Pillow gives a turned TIFF's size upright, or as stored, by version)
+    sizes = {(head.height, head.width)} | ({(head.width, head.height)} if head.format == "TIFF" else set())
+    if img.shape[:2] not in sizes:
         raise ValueError(f"decoded size {img.shape[1]}x{img.shape[0]} differs from the header's "
                          f"{head.width}x{head.height}")
     if img.ndim == 3 and img.shape[2] == 1:

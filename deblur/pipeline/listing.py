@@ -161,8 +161,10 @@ def describe(root: str, output: str, files: dict[str, tuple[str, str, bytes]], f
     urls = list(files)
     errors = {u: files[u][1] or _error(root, u) for u in urls}
     seen: dict[str, str] = {}
-    for u in urls:
-        canon = canonical_key(relative_path(root, u))
+    prefix = root.rstrip("/") + "/"
+    rels = {u: u[len(prefix):] if u.startswith(prefix) else relative_path(root, u) for u in urls}  # as listed
+    for u in sorted(urls, key=lambda u: (canonical_key(rels[u]) != rels[u], u)):  # the plain spelling first
+        canon = canonical_key(rels[u])
         if canon in seen and not errors[u]:
             errors[u] = f"the same key as {seen[canon]}, spelled another way: not processed twice"
         seen.setdefault(canon, u)
