@@ -123,8 +123,10 @@ def mount_points() -> frozenset[str]:
     return frozenset(out)
 
 
-class Escape(OSError):
-    """A path that would leave its root: a link, or a mount point, on the way."""
+class Escape(OSError, ValueError):
+    """A path that would leave its root: a link, or a mount point, on the way. An OSError (a row fails with
+    it) and a ValueError (a command that meets it in its own files, e.g. a link named ``_manifest``, exits
+    2)."""
 
 
 def _descend(fd: int, name: str, where: str, dev: int, mounts: frozenset[str], create: bool) -> int:

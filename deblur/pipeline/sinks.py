@@ -25,7 +25,8 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deblur.core.storage import filesystem, sweep_temporaries, unstrip, write_atomic
+from deblur.core.places import open_local
+from deblur.core.storage import filesystem, is_local, read_bytes, sweep_temporaries, unstrip, write_atomic
 from deblur.pipeline.naming import fold
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,19 @@ def _write(uri: str, data: bytes, replace: bool, nonce: str = "") -> None:
     write_atomic(fs, path, data, root=root, replace=replace, prefix=temporary_prefix(nonce))
 
 
+def _read_own(fs, path: str) -> bytes:
+    """The content of one of the output's own files (the lease, the nonce, a part): on local disks opened as
+    :func:`~deblur.core.places.open_local` allows (no link followed, no FIFO: a stranger's file at that name
+    never blocks nor leads out); elsewhere within the storage deadline."""
+    if is_local(fs):
+        folder = posixpath.dirname(path)
+        root = posixpath.dirname(folder) if posixpath.basename(folder) == MANIFEST_DIR else folder
+        fd, _ = open_local(root, path, follow=False)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+    return read_bytes(unstrip(fs, path))
+
+
 def temporary_prefix(nonce: str) -> str:
     """The start of the temporaries' names under an output with this ``nonce`` (sweep_temporaries)."""
     return f".deblur-{nonce}-" if nonce else ".deblur-"
@@ -77,10 +91,10 @@ def output_nonce(output: str) -> str:
     uri = posixpath.join(output, MANIFEST_DIR, IDENTITY)
     fs, path = filesystem(uri)
     try:
-        return str(json.loads(fs.cat_file(path))["nonce"])
+        return str(json.loads(_read_own(fs, path))["nonce"])
     except FileNotFoundError:
         pass
-    except (ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{uri} is not deblur's ({e}); move it away") from None
     nonce = uuid.uuid4().hex[:16]
     _write(uri, json.dumps({"nonce": nonce}).encode(), replace=False)
@@ -131,8 +145,7 @@ def _read_part(fs, path: str) -> pa.Table | None:
     """One manifest part, in today's schema (manifests of older versions lack some columns); None for a
     file named like one that is not (no ``source`` and ``status`` columns, or not Parquet): not ours."""
     try:
-        with fs.open(path, "rb") as f:
-            table = pq.read_table(f)
+        table = pq.read_table(io.BytesIO(_read_own(fs, path)))
     except (pa.ArrowException, OSError) as e:
         log.warning("%s is not a manifest part deblur wrote (%s): left alone", unstrip(fs, path), e)
         return None
@@ -279,16 +292,15 @@ def commit_parquet(output: str, nonce: str) -> int:
     dropped = 0
     for p in sorted(fs.ls(root, detail=False)):
         url = unstrip(fs, p)
-        if not (url in ours or (nonce and mine.match(posixpath.basename(p)))) or not fs.isfile(p):
+        if not (url in ours or (nonce and mine.match(posixpath.basename(p)))):
             continue
-        with fs.open(p, "rb") as f:
-            keep = [latest.get(x) == url for x in pq.read_table(f, columns=["path"])["path"].to_pylist()]
+        data = _read_own(fs, p)
+        keep = [latest.get(x) == url for x in pq.read_table(io.BytesIO(data), columns=["path"])["path"].to_pylist()]
         dropped += keep.count(False)
         if not any(keep):
             fs.rm(p)
         elif not all(keep):
-            with fs.open(p, "rb") as f:
-                _write_table(url, pq.read_table(f).filter(pa.array(keep)), replace=True, nonce=nonce)
+            _write_table(url, pq.read_table(io.BytesIO(data)).filter(pa.array(keep)), replace=True, nonce=nonce)
     return dropped
 
 
@@ -309,7 +321,7 @@ class Lease:
         fs, path = filesystem(self.uri)
         fs.invalidate_cache(posixpath.dirname(path))
         try:
-            return json.loads(fs.cat_file(path))
+            return json.loads(_read_own(fs, path))
         except (OSError, ValueError):
             return None
 

@@ -159,11 +159,16 @@ def test_a_run_over_a_hostile_tree_keeps_the_invariants(ray_cluster, tmp_path_fa
     _hostile(out, src, outside, entries)
     before_in, before_out, before_outside = snapshot(src), snapshot(out), snapshot(outside)
     for _ in range(2):
-        deblur_run(src, out, seed_checkpoint)
+        try:
+            deblur_run(src, out, seed_checkpoint)
+            refused = ""
+        except ValueError as e:  # the output's own _manifest taken by something else: refused before any work
+            refused = str(e)
+            assert "_manifest" in refused and [p for p, _ in entries if p[0] == "_manifest"], refused
         assert snapshot(src) == before_in and snapshot(outside) == before_outside
         now = snapshot(out)
         assert all(now.get(rel) == entry for rel, entry in before_out.items()), "a foreign entry changed"
         entries_in = [os.path.join(f, n) for f, d, fs in os.walk(src) for n in fs + [x for x in d if os.path.islink(
             os.path.join(f, x))]]
-        assert sorted(records(out)) == sorted(entries_in)  # every entry exactly one record
+        assert refused or sorted(records(out)) == sorted(entries_in)  # every entry exactly one record
     shutil.rmtree(base)
