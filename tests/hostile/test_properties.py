@@ -143,7 +143,7 @@ def test_output_keys_never_meet_under_folding_nor_take_a_foreign_name(keys, fore
 
 
 @pytest.mark.ray
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entries=ENTRIES, names=st.lists(st.lists(NAMES, min_size=1, max_size=2), min_size=1, max_size=5))
 def test_a_run_over_a_hostile_tree_keeps_the_invariants(ray_cluster, tmp_path_factory, seed_checkpoint, entries,
                                                         names):

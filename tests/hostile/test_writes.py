@@ -126,8 +126,8 @@ def test_8_overwrite_redoes_this_sources_outputs_only(ray_cluster, tmp_path, see
     ours = (out / "a.png").read_bytes()
     s = deblur_run(second, out, seed_checkpoint, overwrite=True)
     assert s.done == 1 and (out / "a.png").read_bytes() == ours  # the first source's result stands
-    assert deblur_run(first, out, seed_checkpoint).skipped == 1
-    assert deblur_run(first, out, seed_checkpoint, overwrite=True).done == 1  # its own, redone
+    assert deblur_run(first, out, seed_checkpoint, overwrite=True).done == 1  # its own, redone in place
+    assert records(out)[str(first / "a.png")]["output"] == str(out / "a.png")
 
 
 def test_9_the_lease_covers_outputs_nested_either_way(tmp_path):
