@@ -144,10 +144,11 @@ def run(cfg: PipelineConfig) -> Summary:
     check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
     model = checkpoint.model_id(ckpt, config)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    with sinks.Lease(output, run_id):
+    with sinks.Lease(output, run_id, inside=False) as lease:
         nonce = sinks.output_nonce(output)
         known = sinks.known(output, cfg.verify_outputs, cfg.detect_changes == "content", model, cfg.format,
                             cfg.overwrite, nonce)
+        lease.refuse_inside(known.existing)  # runs inside this output, from the listing known() made
         ensure_ray()
         if cfg.gpu:
             require_gpus()

@@ -312,8 +312,11 @@ class Lease:
     back after writing it: whoever's run id is not there stops. A holder on this host whose process is gone
     (killed) is stale at once."""
 
-    def __init__(self, output: str, run: str, beat: float = 20.0, stale: float = 90.0) -> None:
+    def __init__(self, output: str, run: str, beat: float = 20.0, stale: float = 90.0, inside: bool = True) -> None:
+        """``inside``: look for runs inside the output when the lease is taken (one listing of it); a run that
+        lists its output anyway passes False and calls :meth:`refuse_inside` with that listing."""
         self.uri, self.run, self.beat, self.stale = posixpath.join(output, MANIFEST_DIR, LEASE), run, beat, stale
+        self.inside = inside
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -343,7 +346,7 @@ class Lease:
         if (self._read() or {}).get("run") != self.run:
             raise ValueError(f"another run took the lease on {self.uri} at the same time; try again")
         try:
-            self._refuse_nested()
+            self._refuse_nested(self._above() + (self._below(None) if self.inside else []))
         except BaseException:
             self._remove()
             raise
@@ -352,24 +355,45 @@ class Lease:
         _held.add(self.run)
         return self
 
-    def _refuse_nested(self) -> None:
-        """Raise ValueError when a live run holds an output that contains this one or lies inside it (its
-        lease is read after this one is written, so of two runs starting together at least one sees the
-        other)."""
+    def refuse_inside(self, listed: frozenset[str] | None) -> None:
+        """Raise ValueError (and give the lease up) when a live run holds an output inside this one, found in
+        ``listed`` (the output's files as full URLs; None: list it here)."""
+        try:
+            self._refuse_nested(self._below(listed))
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _above(self) -> list[tuple[str, str]]:
+        """(lease path, how) of every folder above the output."""
         fs, path = filesystem(self.uri)
-        root = posixpath.dirname(posixpath.dirname(path))
-        above, folder = [], root
+        above, folder = [], posixpath.dirname(posixpath.dirname(path))
         while posixpath.dirname(folder) not in (folder, ""):
             folder = posixpath.dirname(folder)
-            above.append(posixpath.join(folder, MANIFEST_DIR, LEASE))
-        fs.invalidate_cache(root)
-        below = [p for p in (fs.find(root) if fs.isdir(root) else []) if posixpath.basename(p) == LEASE
-                 and posixpath.basename(posixpath.dirname(p)) == MANIFEST_DIR and p != path]
-        for other, how in [(p, "contains") for p in above] + [(p, "lies inside") for p in below]:
-            held = Lease(unstrip(fs, posixpath.dirname(posixpath.dirname(other))), "")._read()
+            above.append((posixpath.join(folder, MANIFEST_DIR, LEASE), "contains"))
+        return above
+
+    def _below(self, listed: frozenset[str] | None) -> list[tuple[str, str]]:
+        """(lease path, how) of the leases inside the output, from ``listed`` (None: listed here)."""
+        fs, path = filesystem(self.uri)
+        root = posixpath.dirname(posixpath.dirname(path))
+        if listed is None:
+            fs.invalidate_cache(root)
+            listed = frozenset(fs.find(root) if fs.isdir(root) else [])
+        paths = (filesystem(p)[1] for p in listed if p.endswith(f"/{MANIFEST_DIR}/{LEASE}"))
+        return [(p, "lies inside") for p in paths if p != path]
+
+    def _refuse_nested(self, others: list[tuple[str, str]]) -> None:
+        """Raise ValueError when a live run holds one of the ``others`` leases: an output that contains this
+        one or lies inside it (its lease is read after this one is written, so of two runs starting together
+        at least one sees the other)."""
+        fs, path = filesystem(self.uri)
+        root = posixpath.dirname(posixpath.dirname(path))
+        for other, how in others:
+            where = unstrip(fs, posixpath.dirname(posixpath.dirname(other)))
+            held = Lease(where, "")._read()
             if held and held.get("run") != self.run and time.time() - float(held.get("time", 0)) < self.stale \
                     and _alive(held):
-                where = unstrip(fs, posixpath.dirname(posixpath.dirname(other)))
                 raise ValueError(f"output {where}, which {how} this run's output {unstrip(fs, root)}, is in use by "
                                  f"run {held.get('run')} on {held.get('host')}; wait for it, or choose an output "
                                  "that does not nest with it")

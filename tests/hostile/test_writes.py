@@ -130,8 +130,13 @@ def test_8_overwrite_redoes_this_sources_outputs_only(ray_cluster, tmp_path, see
     assert records(out)[str(first / "a.png")]["output"] == str(out / "a.png")
 
 
-def test_9_the_lease_covers_outputs_nested_either_way(tmp_path):
+def test_9_the_lease_covers_outputs_nested_either_way(tmp_path, seed_checkpoint):
     out = tmp_path / "out"
+    _photos(tmp_path / "in", ["a.png"])
+    with sinks.Lease(str(out / "sub"), "inner"):  # a run inside: the run on out finds it in its listing
+        with pytest.raises(ValueError, match="lies inside this run's output"):
+            deblur_run(tmp_path / "in", out, seed_checkpoint)
+        assert not (out / "_manifest" / "_lease.json").exists()  # given up
     with sinks.Lease(str(out), "outer"):
         with pytest.raises(ValueError, match="contains this run's output"):
             with sinks.Lease(str(out / "sub"), "inner"):
