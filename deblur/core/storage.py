@@ -7,6 +7,7 @@ application credentials), never from code. Image codecs live in :mod:`deblur.cor
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -42,7 +43,8 @@ def filesystem(uri: str, check: bool = False) -> tuple[fsspec.AbstractFileSystem
     protocol = fsspec.core.split_protocol(uri)[0]
     if protocol in ("s3", "s3a"):
         user = fsspec.config.conf.get("s3", {}).get("config_kwargs", {})
-        fs, path = fsspec.core.url_to_fs(uri, config_kwargs={**S3_CONFIG, **user}, skip_instance_cache=check)
+        bounded = {**S3_CONFIG, "http_session_cls": _bounded_session(deadline(REQUEST_DEADLINE)), **user}
+        fs, path = fsspec.core.url_to_fs(uri, config_kwargs=bounded, skip_instance_cache=check)
         if check:
             fs.retries = CHECK_ATTEMPTS  # s3fs's attempts per call: a class attribute, set on this instance
         return fs, path
@@ -53,10 +55,36 @@ class Unreachable(ConnectionError):
     """The storage behind a URI could not be reached (refused, timed out, no credentials): a usage error."""
 
 
-def deadline() -> float:
-    """Seconds any one storage request may take in all (``DEBLUR_STORAGE_DEADLINE``, default 120): a
-    per-read timeout alone lets an endpoint that sends a byte now and then hold a run for ever."""
-    return float(os.environ.get("DEBLUR_STORAGE_DEADLINE", "120"))
+CHECK_DEADLINE = 120.0  # seconds a check before work may take in all
+REQUEST_DEADLINE = 600.0  # seconds one S3 request may take in all (a whole large object read in one)
+
+
+def deadline(default: float = CHECK_DEADLINE) -> float:
+    """Seconds a storage call may take in all: ``DEBLUR_STORAGE_DEADLINE`` where set, else ``default`` (the
+    checks before work: :data:`CHECK_DEADLINE`; each S3 request: :data:`REQUEST_DEADLINE`). A per-read timeout
+    alone lets an endpoint that sends a byte now and then hold a run for ever."""
+    return float(os.environ.get("DEBLUR_STORAGE_DEADLINE", default))
+
+
+@functools.lru_cache(maxsize=8)
+def _bounded_session(total: float) -> type:
+    """aiobotocore's HTTP session with a total ``total``-second deadline on every request (its own timeouts
+    are per connect and per read only)."""
+    import aiohttp
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    class BoundedSession(AIOHTTPSession):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._timeout.sock_connect,
+                                                  sock_read=self._timeout.sock_read)
+
+        def _get_request_timeout(self, request):
+            found = super()._get_request_timeout(request)
+            return found and aiohttp.ClientTimeout(total=total, sock_connect=found.sock_connect,
+                                                   sock_read=found.sock_read)
+
+    return BoundedSession
 
 
 def _reach(uri: str, check):
@@ -122,7 +150,7 @@ def read_bytes(uri: str) -> bytes:
     """The whole content of the file at ``uri`` (local path or any fsspec URL); on object stores each
     request ends within :func:`deadline`."""
     fs, path = filesystem(uri)
-    return fs.cat_file(path, timeout=deadline()) if fs.async_impl else fs.cat_file(path)
+    return fs.cat_file(path, timeout=deadline(REQUEST_DEADLINE)) if fs.async_impl else fs.cat_file(path)
 
 
 HEAD_BYTES = 1 << 20  # what is read of a remote input before its header admits the rest
@@ -150,13 +178,13 @@ def read_input(url: str, root: str, size: int | None, admit: Callable[[bytes | B
         admit(data, len(data))
         return data
     size = size if size is not None else fs.size(path)
-    head = fs.cat_file(path, start=0, end=HEAD_BYTES, timeout=deadline())
+    head = fs.cat_file(path, start=0, end=HEAD_BYTES, timeout=deadline(REQUEST_DEADLINE))
     if len(head) >= size:
         admit(head, size)
         return head
     if not admit(head, size) and size > WHOLE_BYTES:
         raise ValueError(f"no image header in the first {HEAD_BYTES} bytes of {size}: not read")
-    return head + fs.cat_file(path, start=len(head), timeout=deadline())
+    return head + fs.cat_file(path, start=len(head), timeout=deadline(REQUEST_DEADLINE))
 
 
 def check_input(*uris: str) -> None:

@@ -151,3 +151,19 @@ def test_15_bad_model_settings_and_weights_fail_early_short_and_with_exit_2(tmp_
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert err and all(len(line) <= 300 for line in err.splitlines()), err[:400]
+
+
+def test_13_every_s3_request_has_a_total_deadline_not_only_the_checks(monkeypatch):
+    from deblur.core.storage import filesystem
+
+    server = _drip_server()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("DEBLUR_STORAGE_DEADLINE", "2")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "x")
+    fs, _ = filesystem("s3://bucket/in", check=True)  # a fresh client (the cached ones know another endpoint)
+    t0 = time.time()
+    with pytest.raises(Exception) as failed:
+        fs.ls("bucket/in", refresh=True)  # a listing: no check and no read deadline around it
+    server.close()
+    assert 2 <= time.time() - t0 < 40 and "timeout" in repr(failed.value).lower(), repr(failed.value)
