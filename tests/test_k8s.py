@@ -162,10 +162,10 @@ def test_an_overrunning_night_is_refused_by_the_lease_and_writes_nothing(tmp_pat
     import subprocess
     import sys
 
-    from deblur.pipeline import sinks
+    from deblur.pipeline import lease
 
     out = tmp_path / "out"
-    with sinks.Lease(str(out), "night-1"):
+    with lease.Lease(str(out), "night-1"):
         night2 = subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "deblur.py"), "--input", str(photo_folder),
                                  "--output", str(out)], capture_output=True, text=True, timeout=120,
                                 env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})

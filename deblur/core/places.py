@@ -223,6 +223,11 @@ def _place_file(fd: int, tmp: str, name: str, replace: bool, path: str) -> None:
         raise FileExistsError(errno.EEXIST, f"a file deblur did not write is at {path}: kept") from None
 
 
+def lies_under(path: str, root: str) -> bool:
+    """True when local ``path``, links resolved, lies strictly under ``root``, links resolved."""
+    return os.path.realpath(path).startswith(os.path.realpath(root).rstrip("/") + "/")
+
+
 def open_local(root: str, path: str, follow: bool = True) -> tuple[int, os.stat_result]:
     """An open descriptor of the regular file ``path`` under the local folder ``root``, and its status.
 
@@ -234,10 +239,10 @@ def open_local(root: str, path: str, follow: bool = True) -> tuple[int, os.stat_
     try:
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode) and follow:
-            target, real_root = os.path.realpath(path), os.path.realpath(root)
-            if not (target + "/").startswith(real_root.rstrip("/") + "/") or target == real_root:
-                raise Escape(errno.EXDEV, f"a symbolic link to a file outside the input ({target}): not followed")
-            return open_local(real_root, target, follow=False)
+            if not lies_under(path, root):
+                raise Escape(errno.EXDEV, f"a symbolic link to a file outside the input ({os.path.realpath(path)}): "
+                             "not followed")
+            return open_local(os.path.realpath(root), os.path.realpath(path), follow=False)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file (a folder, device, pipe or socket): not read")
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import ray.data
 
 from deblur.core.image import admit
-from deblur.core.places import Place, place
+from deblur.core.places import lies_under, place
 from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_local, is_process_local, printable, read_bytes,
                                  read_input, relative_path, safe_key, unstrip)
 from deblur.pipeline.naming import output_keys
@@ -192,10 +192,9 @@ def _error(root: str, url: str) -> str:
     if not url.lower().endswith(IMAGE_EXTENSIONS):
         return f"unsupported file type {posixpath.splitext(url)[1] or '(none)'!r}"
     fs, path = filesystem(url)
-    if is_local(fs) and os.path.islink(path):  # checked again, without following anything, when it is read
-        target, real_root = os.path.realpath(path), os.path.realpath(filesystem(root)[1])
-        if not target.startswith(real_root.rstrip("/") + "/"):
-            return f"a symbolic link to a file outside the input ({printable(target)}): not followed"
+    if is_local(fs) and os.path.islink(path) and not lies_under(path, filesystem(root)[1]):
+        # checked again, without following anything, when it is read (places.open_local)
+        return f"a symbolic link to a file outside the input ({printable(os.path.realpath(path))}): not followed"
     return ""
 
 

@@ -30,7 +30,7 @@ from deblur.core.config import PipelineConfig
 from deblur.core.progress import bar, shown
 from deblur.core.places import canonical, overlap, refuse_overlap
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local
-from deblur.pipeline import sinks
+from deblur.pipeline import lease, sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
 from deblur.runtime import cluster_is_ours, ensure_ray, require_gpus
@@ -144,11 +144,11 @@ def run(cfg: PipelineConfig) -> Summary:
     check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
     model = checkpoint.model_id(ckpt, config)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    with sinks.Lease(output, run_id, inside=False) as lease:
+    with lease.Lease(output, run_id, inside=False) as held:
         nonce = sinks.output_nonce(output)
         known = sinks.known(output, cfg.verify_outputs, cfg.detect_changes == "content", model, cfg.format,
                             cfg.overwrite, nonce)
-        lease.refuse_inside(known.existing)  # runs inside this output, from the listing known() made
+        held.refuse_inside(known.existing)  # runs inside this output, from the listing known() made
         ensure_ray()
         if cfg.gpu:
             require_gpus()

@@ -1,4 +1,5 @@
-"""Where results go: image files, Parquet rows, and the manifest (the ledger of every input seen).
+"""Where results go: image files, Parquet rows, and the manifest (the ledger of every input seen). The
+output's lease (one run at a time) is :mod:`deblur.pipeline.lease`.
 
 Writers run inside the model actors, one batch at a time, so whatever a batch finished is on storage
 before its manifest rows say so: a run killed half way loses nothing, and the next run skips what the
@@ -14,14 +15,10 @@ import logging
 import os
 import posixpath
 import re
-import socket
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -54,26 +51,28 @@ def _write_table(uri: str, table: pa.Table, replace: bool = False, nonce: str = 
     """Write ``table`` as a Parquet file at ``uri`` under its output root (see :func:`_write`)."""
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    _write(uri, buf.getvalue(), replace, nonce)
+    write_own(uri, buf.getvalue(), replace, nonce)
 
 
-def _write(uri: str, data: bytes, replace: bool, nonce: str = "") -> None:
+def write_own(uri: str, data: bytes, replace: bool, nonce: str = "") -> None:
     """Write ``data`` at ``uri`` inside the output whose ``_manifest`` or parts it is (its root: the folder
     above ``_manifest``, else its own folder), through a temporary carrying the output's ``nonce``."""
     fs, path = filesystem(uri)
+    write_atomic(fs, path, data, root=_root_of(path), replace=replace, prefix=temporary_prefix(nonce))
+
+
+def _root_of(path: str) -> str:
+    """The output root of one of its own files: the folder above ``_manifest``, else the file's folder."""
     folder = posixpath.dirname(path)
-    root = posixpath.dirname(folder) if posixpath.basename(folder) == MANIFEST_DIR else folder
-    write_atomic(fs, path, data, root=root, replace=replace, prefix=temporary_prefix(nonce))
+    return posixpath.dirname(folder) if posixpath.basename(folder) == MANIFEST_DIR else folder
 
 
-def _read_own(fs, path: str) -> bytes:
+def read_own(fs, path: str) -> bytes:
     """The content of one of the output's own files (the lease, the nonce, a part): on local disks opened as
     :func:`~deblur.core.places.open_local` allows (no link followed, no FIFO: a stranger's file at that name
     never blocks nor leads out); elsewhere within the storage deadline."""
     if is_local(fs):
-        folder = posixpath.dirname(path)
-        root = posixpath.dirname(folder) if posixpath.basename(folder) == MANIFEST_DIR else folder
-        fd, _ = open_local(root, path, follow=False)
+        fd, _ = open_local(_root_of(path), path, follow=False)
         with os.fdopen(fd, "rb") as f:
             return f.read()
     return read_bytes(unstrip(fs, path))
@@ -91,13 +90,13 @@ def output_nonce(output: str) -> str:
     uri = posixpath.join(output, MANIFEST_DIR, IDENTITY)
     fs, path = filesystem(uri)
     try:
-        return str(json.loads(_read_own(fs, path))["nonce"])
+        return str(json.loads(read_own(fs, path))["nonce"])
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{uri} is not deblur's ({e}); move it away") from None
     nonce = uuid.uuid4().hex[:16]
-    _write(uri, json.dumps({"nonce": nonce}).encode(), replace=False)
+    write_own(uri, json.dumps({"nonce": nonce}).encode(), replace=False)
     return nonce
 
 
@@ -145,7 +144,7 @@ def _read_part(fs, path: str) -> pa.Table | None:
     """One manifest part, in today's schema (manifests of older versions lack some columns); None for a
     file named like one that is not (no ``source`` and ``status`` columns, or not Parquet): not ours."""
     try:
-        table = pq.read_table(io.BytesIO(_read_own(fs, path)))
+        table = pq.read_table(io.BytesIO(read_own(fs, path)))
     except (pa.ArrowException, OSError) as e:
         log.warning("%s is not a manifest part deblur wrote (%s): left alone", unstrip(fs, path), e)
         return None
@@ -294,7 +293,7 @@ def commit_parquet(output: str, nonce: str) -> int:
         url = unstrip(fs, p)
         if not (url in ours or (nonce and mine.match(posixpath.basename(p)))):
             continue
-        data = _read_own(fs, p)
+        data = read_own(fs, p)
         keep = [latest.get(x) == url for x in pq.read_table(io.BytesIO(data), columns=["path"])["path"].to_pylist()]
         dropped += keep.count(False)
         if not any(keep):
@@ -302,133 +301,3 @@ def commit_parquet(output: str, nonce: str) -> int:
         elif not all(keep):
             _write_table(url, pq.read_table(io.BytesIO(data)).filter(pa.array(keep)), replace=True, nonce=nonce)
     return dropped
-
-
-class Lease:
-    """A run's hold on its output: ``OUTPUT/_manifest/_lease.json`` names the run, its host and a heartbeat
-    renewed every ``beat`` seconds. A second run on the same output refuses while the heartbeat is younger
-    than ``stale`` seconds; an older one (a run that was killed) is taken over with a warning. Object stores
-    have no compare-and-swap here, so two runs started in the same instant are caught by reading the lease
-    back after writing it: whoever's run id is not there stops. A holder on this host whose process is gone
-    (killed) is stale at once."""
-
-    def __init__(self, output: str, run: str, beat: float = 20.0, stale: float = 90.0, inside: bool = True) -> None:
-        """``inside``: look for runs inside the output when the lease is taken (one listing of it); a run that
-        lists its output anyway passes False and calls :meth:`refuse_inside` with that listing."""
-        self.uri, self.run, self.beat, self.stale = posixpath.join(output, MANIFEST_DIR, LEASE), run, beat, stale
-        self.inside = inside
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _read(self) -> dict | None:
-        fs, path = filesystem(self.uri)
-        fs.invalidate_cache(posixpath.dirname(path))
-        try:
-            return json.loads(_read_own(fs, path))
-        except (OSError, ValueError):
-            return None
-
-    def _write(self) -> None:
-        holder = {"run": self.run, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        _write(self.uri, json.dumps(holder).encode(), replace=True)
-
-    def __enter__(self) -> "Lease":
-        held = self._read()
-        if held and held.get("run") != self.run:
-            age = time.time() - float(held.get("time", 0))
-            if age < self.stale and _alive(held):
-                raise ValueError(f"output {self.uri.rsplit('/', 2)[0]} is in use by run {held.get('run')} on "
-                                 f"{held.get('host')} (heartbeat {age:.0f}s ago); wait for it, or remove {self.uri} "
-                                 "if that run is gone")
-            log.warning("taking over the lease of run %s (heartbeat %.0fs ago)", held.get("run"), age)
-        self._write()
-        time.sleep(0.2)
-        if (self._read() or {}).get("run") != self.run:
-            raise ValueError(f"another run took the lease on {self.uri} at the same time; try again")
-        try:
-            self._refuse_nested(self._above() + (self._below(None) if self.inside else []))
-        except BaseException:
-            self._remove()
-            raise
-        self._thread = threading.Thread(target=self._renew, daemon=True)
-        self._thread.start()
-        _held.add(self.run)
-        return self
-
-    def refuse_inside(self, listed: frozenset[str] | None) -> None:
-        """Raise ValueError (and give the lease up) when a live run holds an output inside this one, found in
-        ``listed`` (the output's files as full URLs; None: list it here)."""
-        try:
-            self._refuse_nested(self._below(listed))
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def _above(self) -> list[tuple[str, str]]:
-        """(lease path, how) of every folder above the output."""
-        fs, path = filesystem(self.uri)
-        above, folder = [], posixpath.dirname(posixpath.dirname(path))
-        while posixpath.dirname(folder) not in (folder, ""):
-            folder = posixpath.dirname(folder)
-            above.append((posixpath.join(folder, MANIFEST_DIR, LEASE), "contains"))
-        return above
-
-    def _below(self, listed: frozenset[str] | None) -> list[tuple[str, str]]:
-        """(lease path, how) of the leases inside the output, from ``listed`` (None: listed here)."""
-        fs, path = filesystem(self.uri)
-        root = posixpath.dirname(posixpath.dirname(path))
-        if listed is None:
-            fs.invalidate_cache(root)
-            listed = frozenset(fs.find(root) if fs.isdir(root) else [])
-        paths = (filesystem(p)[1] for p in listed if p.endswith(f"/{MANIFEST_DIR}/{LEASE}"))
-        return [(p, "lies inside") for p in paths if p != path]
-
-    def _refuse_nested(self, others: list[tuple[str, str]]) -> None:
-        """Raise ValueError when a live run holds one of the ``others`` leases: an output that contains this
-        one or lies inside it (its lease is read after this one is written, so of two runs starting together
-        at least one sees the other)."""
-        fs, path = filesystem(self.uri)
-        root = posixpath.dirname(posixpath.dirname(path))
-        for other, how in others:
-            where = unstrip(fs, posixpath.dirname(posixpath.dirname(other)))
-            held = Lease(where, "")._read()
-            if held and held.get("run") != self.run and time.time() - float(held.get("time", 0)) < self.stale \
-                    and _alive(held):
-                raise ValueError(f"output {where}, which {how} this run's output {unstrip(fs, root)}, is in use by "
-                                 f"run {held.get('run')} on {held.get('host')}; wait for it, or choose an output "
-                                 "that does not nest with it")
-
-    def _remove(self) -> None:
-        fs, path = filesystem(self.uri)
-        try:
-            if (self._read() or {}).get("run") == self.run:
-                fs.rm(path)
-        except Exception as e:  # never hide the run's own error; a later run on this host takes it over
-            log.warning("could not remove the lease %s: %s", self.uri, e)
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.beat):
-            try:
-                self._write()
-            except Exception as e:  # storage down: the run itself fails or goes on; beat again later
-                log.warning("could not renew the lease %s: %s", self.uri, e)
-
-    def __exit__(self, *exc: object) -> None:
-        _held.discard(self.run)
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-        self._remove()
-
-
-_held: set[str] = set()  # the runs holding a lease in this process
-
-
-def _alive(holder: dict) -> bool:
-    """False when the lease holder ran on this host and its process no longer exists, or is this process
-    and no longer runs (a run whose lease could not be removed, e.g. during a storage outage)."""
-    if holder.get("host") != socket.gethostname() or not holder.get("pid"):
-        return True
-    if int(holder["pid"]) == os.getpid():
-        return holder.get("run") in _held
-    return psutil.pid_exists(int(holder["pid"]))

@@ -10,7 +10,7 @@ import pytest
 
 from deblur.cli import main
 from deblur.core.image import decode
-from deblur.pipeline import sinks
+from deblur.pipeline import lease, sinks
 from tests.conftest import textured, write_image
 from tests.hostile.tree import deblur_run, records, snapshot
 
@@ -133,19 +133,19 @@ def test_8_overwrite_redoes_this_sources_outputs_only(ray_cluster, tmp_path, see
 def test_9_the_lease_covers_outputs_nested_either_way(tmp_path, seed_checkpoint):
     out = tmp_path / "out"
     _photos(tmp_path / "in", ["a.png"])
-    with sinks.Lease(str(out / "sub"), "inner"):  # a run inside: the run on out finds it in its listing
+    with lease.Lease(str(out / "sub"), "inner"):  # a run inside: the run on out finds it in its listing
         with pytest.raises(ValueError, match="lies inside this run's output"):
             deblur_run(tmp_path / "in", out, seed_checkpoint)
         assert not (out / "_manifest" / "_lease.json").exists()  # given up
-    with sinks.Lease(str(out), "outer"):
+    with lease.Lease(str(out), "outer"):
         with pytest.raises(ValueError, match="contains this run's output"):
-            with sinks.Lease(str(out / "sub"), "inner"):
+            with lease.Lease(str(out / "sub"), "inner"):
                 pass
-    with sinks.Lease(str(out / "sub" / "deeper"), "inner"):
+    with lease.Lease(str(out / "sub" / "deeper"), "inner"):
         with pytest.raises(ValueError, match="lies inside this run's output"):
-            with sinks.Lease(str(out), "outer"):
+            with lease.Lease(str(out), "outer"):
                 pass
-    with sinks.Lease(str(out), "after"), sinks.Lease(str(tmp_path / "beside"), "beside"):
+    with lease.Lease(str(out), "after"), lease.Lease(str(tmp_path / "beside"), "beside"):
         pass  # both free again; unrelated outputs never conflict
 
 

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow.parquet as pq
 
-from deblur.pipeline import sinks
+from deblur.pipeline import lease, sinks
 from deblur.pipeline.rows import pack
 from deblur.pipeline.stages import write_batch
 from tests.conftest import textured
@@ -66,7 +66,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp
     out = tmp_path / "out"
     _lease_file(out)
     with pytest.raises(ValueError, match="is in use by run other on elsewhere"):
-        with sinks.Lease(str(out), "mine"):
+        with lease.Lease(str(out), "mine"):
             pass
 
 
@@ -75,10 +75,10 @@ def test_a_stale_or_dead_holders_lease_is_taken_over_and_released(tmp_path):
 
     out = tmp_path / "out"
     for holder in ({"time": time.time() - 3600}, {"host": __import__("socket").gethostname(), "pid": 2**22 + 7}):
-        lease = _lease_file(out, **holder)
-        with sinks.Lease(str(out), "mine"):
-            assert '"run": "mine"' in lease.read_text()
-        assert not lease.exists()
+        held = _lease_file(out, **holder)
+        with lease.Lease(str(out), "mine"):
+            assert '"run": "mine"' in held.read_text()
+        assert not held.exists()
 
 
 def test_every_parquet_column_is_documented_in_the_readme():
