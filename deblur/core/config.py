@@ -112,9 +112,16 @@ class TrainConfig(_Config):
     share of crops cut from a blend of two images.
     """
 
-    data: str = setting(help="folder/bucket of sharp images, or fashion-mnist[:URI]")
+    data: str = setting(help="folder/bucket of sharp images, or fashion-mnist[:URI]; or of real pairs: GoPro "
+                        "(SEQ/blur/N.png, SEQ/sharp/N.png), RealBlur (blur/blur_K.png, gt/gt_K.png), BasicSR "
+                        "(input/, target/), a deblur run output (with --paired: its inputs), Parquet with two image "
+                        "columns (sharp/target/gt, degraded/blurred/blur/input)")
     output: str = setting(help="training output: checkpoints land in OUTPUT/epoch_NNNN (by epochs) or "
                           "OUTPUT/step_NNNNNNNN (by steps or minutes); rerunning with the same output resumes")
+    paired: str | None = setting(None, "folder/bucket of the degraded partners of --data's images, matched by "
+                                 "relative path (the extension may differ): train on real pairs")
+    synthetic_share: float = setting(0.0, "with pairs: share of crops degraded synthetically from the sharp side by "
+                                     "--degradation instead of the real partner (default: %(default)s)")
     model: str = setting("seed", "architecture (default: %(default)s)", choices=MODEL_NAMES)
     channels: int = setting(1, "model channels (default: %(default)s)", choices=(1, 3))
     model_options: dict[str, Any] | None = setting(None, "extra model setting KEY=VALUE (JSON value), e.g. width=16; "
@@ -179,7 +186,7 @@ class TrainConfig(_Config):
         from deblur.core.fashion_mnist import FASHION_MNIST
 
         data = [] if self.data.startswith(FASHION_MNIST) else [self.data]
-        return data + ([self.val_data] if self.val_data else [])
+        return data + [uri for uri in (self.paired, self.val_data) if uri]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -189,6 +196,7 @@ class TrainConfig(_Config):
         _require(self.val_every >= 1 and self.loader_workers >= 0, "val-every must be >= 1, loader-workers >= 0")
         _require(self.clip >= 0, f"clip must be >= 0, got {self.clip}")
         _require(0 <= self.mixup <= 1, f"mixup must be in [0, 1], got {self.mixup}")
+        _require(0 <= self.synthetic_share <= 1, f"synthetic-share must be in [0, 1], got {self.synthetic_share}")
         for name in ("epochs", "batch_size", "patch_size", "patches_per_image", "workers", "keep_checkpoints",
                      "checkpoint_every", "val_crops"):
             value = getattr(self, name)

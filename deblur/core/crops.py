@@ -17,7 +17,7 @@ import torch
 
 from deblur.core import device_degrade
 from deblur.core.degrade import parse_degradation
-from deblur.core.image import to_channels, to_float
+from deblur.core.pairs import Example, blend, with_channels
 from deblur.core.training import degrade_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor] | device_degrade.LoaderBatch
@@ -25,16 +25,18 @@ Batch = tuple[torch.Tensor, torch.Tensor] | device_degrade.LoaderBatch
 
 class CropStream(torch.utils.data.IterableDataset):
     """(degraded, sharp) NCHW float32 [0, 1] CPU tensors of ``batch`` random ``patch`` crops of ``images``
-    (HWC as stored: uint8, uint16 or float [0, 1]), from step ``start`` to ``stop`` (None: endless); or,
-    with ``on_device``, the :class:`~deblur.core.device_degrade.LoaderBatch` that the device finishes."""
+    (HWC as stored: uint8, uint16 or float [0, 1]; or real pairs, cut at one place in both, a ``synthetic``
+    share degraded from their sharp side), from step ``start`` to ``stop`` (None: endless); or, with
+    ``on_device`` (sharp images only), the :class:`~deblur.core.device_degrade.LoaderBatch` that the device
+    finishes."""
 
-    def __init__(self, images: list[np.ndarray], degradation: str, patch: int, batch: int, channels: int,
+    def __init__(self, images: list[Example], degradation: str, patch: int, batch: int, channels: int,
                  seed: int, rank: int = 0, flips: bool = False, start: int = 0, stop: int | None = None,
-                 on_device: bool = False, mixup: float = 0.0) -> None:
-        self.images = [to_channels(im, channels) for im in images]
+                 on_device: bool = False, mixup: float = 0.0, synthetic: float = 0.0) -> None:
+        self.images = [with_channels(im, channels) for im in images]
         self.degradation, self.patch, self.batch, self.flips = degradation, patch, batch, flips
         self.seed, self.rank, self.start, self.stop, self.on_device = seed, rank, start, stop, on_device
-        self.mixup = mixup
+        self.mixup, self.synthetic = mixup, synthetic
 
     def steps(self) -> Iterator[int]:
         """The steps this loader worker makes (all of them without workers)."""
@@ -49,11 +51,11 @@ class CropStream(torch.utils.data.IterableDataset):
         picks = [self.pick(rng) for _ in range(self.batch)]
         if self.on_device:
             return device_degrade.draw_batch(picks, deg, self.patch, rng, self.flips)
-        degraded, sharp = degrade_batch(picks, deg, self.patch, rng, self.flips)
+        degraded, sharp = degrade_batch(picks, deg, self.patch, rng, self.flips, self.synthetic)
         return (torch.from_numpy(np.ascontiguousarray(degraded.transpose(0, 3, 1, 2))),
                 torch.from_numpy(np.ascontiguousarray(sharp.transpose(0, 3, 1, 2))))
 
-    def pick(self, rng: np.random.Generator) -> np.ndarray:
+    def pick(self, rng: np.random.Generator) -> Example:
         """An image, or with probability ``mixup`` a blend of two of the same size (float32 [0, 1]): blur is
         linear, so a blend and its blurred blend are as valid a pair as the originals, and there are far more of them."""
         a = self.images[int(rng.integers(len(self.images)))]
@@ -62,8 +64,7 @@ class CropStream(torch.utils.data.IterableDataset):
         b = self.images[int(rng.integers(len(self.images)))]
         if a.shape != b.shape:
             return a
-        t = float(rng.uniform())
-        return (t * to_float(a) + (1 - t) * to_float(b)).astype(np.float32)
+        return blend(a, b, float(rng.uniform()))
 
     def __iter__(self) -> Iterator[Batch]:
         cv2.setNumThreads(1)  # one thread per loader worker: the workers are the parallelism

@@ -16,6 +16,7 @@ IMAGE_FORMATS = ("png", "jpg", "webp")
 PIPELINE_FORMATS = (*IMAGE_FORMATS, "parquet")
 STAGES = ("auto", "fused", "split")
 DEGRADE_ON = ("loader", "device")
+PAIR_LAYOUTS = ("basicsr", "gopro", "realblur")  # public layouts of real pairs (deblur.core.pairs.LAYOUTS)
 MULTI_FRAME = ("refuse", "first")  # a multi-page TIFF or an animated PNG/WebP: refused, or its first frame
 CHANGE_DETECTION = ("metadata", "content")  # how a rerun tells a changed input: size + mtime/ETag, or a hash
 MODEL_NAMES = ("seed", "unet")  # architectures (deblur.core.models.REGISTRY)

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 
 from deblur.core import metrics
 from deblur.core.settings import LOSS_NAMES, SCHEDULE_NAMES
-from deblur.core.degrade import Degradation, degrade_crop
+from deblur.core.degrade import Degradation
 from deblur.core.flips import flip_array
-from deblur.core.image import to_channels, to_numpy, to_tensor
+from deblur.core.image import to_numpy, to_tensor
+from deblur.core.pairs import Example, crop, with_channels
 from deblur.core.registry import Registry
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -76,32 +77,33 @@ def optimizer(model: nn.Module, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(model.parameters(), lr=lr, eps=KERAS_EPSILON)
 
 
-def training_batches(images: Iterable[np.ndarray], batch_size: int, deg: Degradation, patch: int,
-                     channels: int, rng: np.random.Generator,
-                     flips: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def training_batches(images: Iterable[Example], batch_size: int, deg: Degradation, patch: int,
+                     channels: int, rng: np.random.Generator, flips: bool = False,
+                     synthetic: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(degraded, sharp) float32 [0, 1] N x P x P x C batches of random crops of ``images`` (uint8, uint16
-    or float [0, 1], HW/HWC), degraded on the fly.
+    or float [0, 1], HW/HWC; or real pairs, :class:`~deblur.core.pairs.PairedImage`), degraded on the fly.
 
     P is ``patch``, or the smallest image side in the batch when an image is smaller. ``flips`` adds a
-    random flip/rotation of each crop.
+    random flip/rotation of each crop; ``synthetic``: see :func:`~deblur.core.pairs.crop`.
     """
-    chunk: list[np.ndarray] = []
+    chunk: list[Example] = []
     for img in images:
-        chunk.append(to_channels(img, channels))
+        chunk.append(with_channels(img, channels))
         if len(chunk) == batch_size:
-            yield degrade_batch(chunk, deg, patch, rng, flips)
+            yield degrade_batch(chunk, deg, patch, rng, flips, synthetic)
             chunk = []
     if chunk:
-        yield degrade_batch(chunk, deg, patch, rng, flips)
+        yield degrade_batch(chunk, deg, patch, rng, flips, synthetic)
 
 
-def degrade_batch(images: list[np.ndarray], deg: Degradation, patch: int, rng: np.random.Generator,
-                  flips: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """One (degraded, sharp) N x P x P x C batch: a random crop of each image, degraded by ``deg``."""
+def degrade_batch(images: list[Example], deg: Degradation, patch: int, rng: np.random.Generator,
+                  flips: bool = False, synthetic: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One (degraded, sharp) N x P x P x C batch: a random crop of each image (or pair, cut at one place in
+    both), degraded by ``deg`` (:func:`~deblur.core.pairs.crop`)."""
     size = min(patch, *(min(im.shape[:2]) for im in images))
     pairs = []
     for im in images:
-        sharp, blurred = degrade_crop(im, deg, size, rng)
+        sharp, blurred = crop(im, deg, size, rng, synthetic)
         if flips:
             k = int(rng.integers(8))
             sharp, blurred = flip_array(sharp, k), flip_array(blurred, k)  # a pair under a rotated kernel

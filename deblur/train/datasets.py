@@ -1,8 +1,9 @@
-"""Training data as Ray Datasets: folders/buckets of sharp images, and Fashion-MNIST.
+"""Training data as Ray Datasets: folders/buckets of sharp images, of real pairs, and Fashion-MNIST.
 
-Rows carry ``path`` (a URL or a synthetic id) and ``image``: the sharp image as stored, always HWC
-(grey is H x W x 1; Ray Data would otherwise mix 2-D and 3-D arrays), RGB order, uint8 or uint16. Blur is
-applied later, on the fly, so any folder of photos is training data.
+Rows carry ``path`` (a URL or a synthetic id), ``name`` (its path under the dataset's root) and ``image``:
+the sharp image as stored, always HWC (grey is H x W x 1; Ray Data would otherwise mix 2-D and 3-D arrays),
+RGB order, uint8 or uint16. Blur is applied later, on the fly, so any folder of photos is training data.
+Rows of real pairs (:mod:`deblur.core.pairs`) add ``degraded``: the partner, same shape and dtype.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import ray.data
 
 from deblur.core.fashion_mnist import FASHION_MNIST, is_fashion_mnist, load_fashion_mnist
 from deblur.core.image import decode
-from deblur.core.storage import filesystem, is_process_local, list_images, read_bytes, relative_path
+from deblur.core.pairs import Pairing, PairingError
+from deblur.core.storage import filesystem, is_process_local, list_images, read_bytes, relative_path, to_pyarrow
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,41 @@ def image_folder(uri: str) -> ray.data.Dataset:
     return ray.data.from_items(items, override_num_blocks=min(len(items), 64)).flat_map(_read_row)
 
 
+def _read_pair(row: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        sharp, degraded = (_hwc(decode(read_bytes(row[k]))) for k in ("path", "degraded_path"))
+    except (OSError, ValueError) as e:
+        log.warning("skipping unreadable training pair %s: %s", row["path"], e)
+        return []
+    if sharp.shape != degraded.shape:  # checked from headers before; a file changed since, or a channel count
+        raise PairingError(f"pair {row['name']}: sharp {sharp.shape} and degraded {degraded.shape} differ")
+    return [{"path": row["path"], "name": row["name"], "image": sharp, "degraded": degraded}]
+
+
+def _hwc(img: np.ndarray) -> np.ndarray:
+    return img[..., None] if img.ndim == 2 else img
+
+
+def _read_parquet_pair(row: dict[str, Any], sharp: str, degraded: str) -> dict[str, Any]:
+    a, b = _hwc(decode(row[sharp])), _hwc(decode(row[degraded]))
+    name = f"{row['path']}#{zlib.crc32(row[sharp]):08x}"  # stable wherever the dataset lies
+    if a.shape != b.shape:
+        raise PairingError(f"pair {name}: sharp {a.shape} and degraded {b.shape} differ")
+    return {"path": name, "name": name, "image": a, "degraded": b}
+
+
+def paired_dataset(pairing: Pairing) -> ray.data.Dataset:
+    """The pairs ``pairing`` found, decoded per row (``image``: sharp, ``degraded``: its partner)."""
+    if pairing.parquet:
+        sharp, degraded = pairing.columns
+        fs = filesystem(pairing.parquet[0])[0]
+        ds = ray.data.read_parquet([filesystem(u)[1] for u in pairing.parquet], filesystem=to_pyarrow(fs),
+                                   columns=[sharp, degraded], include_paths=True)
+        return ds.map(_read_parquet_pair, fn_kwargs={"sharp": sharp, "degraded": degraded})
+    items = [{"path": p.sharp, "name": p.name, "degraded_path": p.degraded} for p in pairing.files]
+    return ray.data.from_items(items, override_num_blocks=min(len(items), 64)).flat_map(_read_pair)
+
+
 def from_arrays(images: np.ndarray, prefix: str) -> ray.data.Dataset:
     """A dataset of in-memory images (N x H x W[x C]) with synthetic paths and names ``prefix/i``."""
     images = images[..., None] if images.ndim == 3 else images
@@ -59,8 +96,9 @@ def from_arrays(images: np.ndarray, prefix: str) -> ray.data.Dataset:
                                 for i, im in enumerate(images)])
 
 
-def training_datasets(data: str, val_data: str | None, val_fraction: float) -> tuple[ray.data.Dataset, ray.data.Dataset]:
-    """(train, validation) datasets for the URI ``data``.
+def training_datasets(data: str, val_data: str | None, val_fraction: float, pairing: Pairing | None = None,
+                      val_pairing: Pairing | None = None) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+    """(train, validation) datasets for the URI ``data`` (its pairs: ``pairing``; ``val_data``'s: ``val_pairing``).
 
     Fashion-MNIST uses its own train/test split; a folder is split by :func:`validation_split` unless
     ``val_data`` names a separate folder.
@@ -69,9 +107,9 @@ def training_datasets(data: str, val_data: str | None, val_fraction: float) -> t
         source = data.partition(":")[2] or None if data.startswith(FASHION_MNIST) else data
         train, test = load_fashion_mnist(source)
         return from_arrays(train, "fashion-mnist/train"), from_arrays(test, "fashion-mnist/test")
-    ds = image_folder(data)
+    ds = paired_dataset(pairing) if pairing else image_folder(data)
     if val_data:
-        return ds, image_folder(val_data)
+        return ds, paired_dataset(val_pairing) if val_pairing else image_folder(val_data)
     with warnings.catch_warnings():  # a hash of the path is no Ray Data expression: the row function it is
         warnings.filterwarnings("ignore", message="Use 'expr' instead of 'fn'")
         return (ds.filter(lambda r: not validation_split(r["name"], val_fraction)),

@@ -39,18 +39,19 @@ from ray.train.torch import TorchTrainer
 
 from deblur.core import checkpoint, models
 from deblur.core.config import TrainConfig
-from deblur.core.degrade import Degradation, degrade_crop, parse_degradation
+from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.fashion_mnist import FASHION_MNIST, default_cache, fetch_fashion_mnist
-from deblur.core.image import to_channels, to_float
 from deblur.core.places import refuse_overlap
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
+from deblur.core.pairs import Example, PairedImage, Pairing, check_sizes, crop, find_pairs, with_channels
 from deblur.core.restore import resolve_precision
 from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
                                   training_batches, validate)
 from deblur.runtime import ensure_ray, require_gpus
+from deblur.pipeline.sinks import read_manifest
 from deblur.train.datasets import training_datasets
 
 
@@ -68,6 +69,7 @@ def fit(cfg: TrainConfig) -> str:
     check_input(*cfg.sources())  # bad input fails before Ray starts
     refuse_overlap(cfg.sources(), cfg.output)  # checkpoints and reports never among the training images
     recorded = checkpoint.load(checkpoint.resolve(cfg.init))[1] if cfg.init else None  # unreadable: fails now
+    cfg, pairing, val_pairing = training_pairs(cfg)
     cfg, recipe = cfg.with_recipe(recorded)
     parse_degradation(cfg.degradation)  # what only the registries know: each option's name and bounds
     if not cfg.init:
@@ -79,7 +81,8 @@ def fit(cfg: TrainConfig) -> str:
     ensure_ray()
     if cfg.gpu:
         require_gpus()
-    streamed, shards = worker_data(cfg, *training_datasets(cfg.data, cfg.val_data, cfg.val_fraction))
+    streamed, shards = worker_data(cfg, *training_datasets(cfg.data, cfg.val_data, cfg.val_fraction, pairing,
+                                                           val_pairing))
     with _quick_polls():
         _Trainer(
             train_loop,
@@ -90,6 +93,35 @@ def fit(cfg: TrainConfig) -> str:
             datasets=streamed,
         ).fit()
     return checkpoint.resolve(cfg.output)
+
+
+def training_pairs(cfg: TrainConfig) -> tuple[TrainConfig, Pairing | None, Pairing | None]:
+    """(``cfg`` with pairs' defaults, the pairs of ``--data``, those of ``--val-data``), found and checked
+    (names, then sizes from the headers) before Ray starts. With pairs, ``--degradation`` defaults to ``none``:
+    the real partner is the input, with only the corruptions a spec names added."""
+    if cfg.data.startswith(FASHION_MNIST):
+        return cfg, None, None
+    pairing = find_pairs(cfg.data, cfg.paired, manifest_pairs(cfg.data))
+    if pairing is None:
+        if cfg.synthetic_share > 0:
+            raise ValueError(f"--synthetic-share needs real pairs; none found under {cfg.data} (use --paired)")
+        return cfg, None, None
+    if cfg.degrade_on == "device":
+        raise ValueError("--degrade-on device blurs sharp crops on the device; real pairs are cut on the loader: "
+                         "leave --degrade-on at loader")
+    val_pairing = find_pairs(cfg.val_data, None, manifest_pairs(cfg.val_data)) if cfg.val_data else None
+    for found in filter(None, (pairing, val_pairing)):
+        if found.files:
+            check_sizes(found.files)
+        print(found.note, flush=True)
+    return dataclasses.replace(cfg, degradation=cfg.degradation or "none"), pairing, val_pairing
+
+
+def manifest_pairs(output: str) -> dict[str, str]:
+    """{output URL: input URL} of every image a ``deblur run`` wrote under ``output`` (empty for other folders)."""
+    table = read_manifest(output)
+    return {r["output"]: r["source"] for r in table.to_pylist()
+            if r["status"] == "done" and r["output"] and r["format"] != "parquet"}
 
 
 POLL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")  # Ray's default, 2 s, made each run ~4 s longer (measured):
@@ -218,7 +250,8 @@ def train_loop(config: dict) -> None:
         warn_small(train.all(), cfg.patch_size)
     if cfg.by_steps:
         stream = CropStream(train.all(), cfg.degradation, cfg.patch_size, per_worker, channels, cfg.seed, rank,
-                            cfg.flips, start, cfg.steps or None, cfg.degrade_on == "device", cfg.mixup)
+                            cfg.flips, start, cfg.steps or None, cfg.degrade_on == "device", cfg.mixup,
+                            cfg.synthetic_share)
         train_by_steps(run, stream, val, start)
         return
     degradation = parse_degradation(cfg.degradation)
@@ -227,7 +260,7 @@ def train_loop(config: dict) -> None:
         rng = np.random.default_rng([cfg.seed, epoch, rank])
         set_learning_rate(opt, learning_rate(cfg.lr, epoch / cfg.epochs, cfg.schedule))
         batches = training_batches(train.epoch(rng), per_worker, degradation, cfg.patch_size, channels, rng,
-                                   cfg.flips)
+                                   cfg.flips, cfg.synthetic_share)
         loss = train_epoch(run.model, opt, batches, cfg.loss, device, run.bf16)
         results = run.validate(loss, val, epoch=epoch + 1, epoch_s=time.perf_counter() - t0)
         run.say(f"epoch {epoch + 1}/{cfg.epochs}", results, f"{results['epoch_s']:.1f}s")
@@ -343,18 +376,18 @@ class ShardImages:
         self.shard, self.cache, self.repeat = shard, cache, repeat
         self.images: list[np.ndarray] | None = None
 
-    def _stream(self) -> Iterator[np.ndarray]:
+    def _stream(self) -> Iterator[Example]:
         for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy"):
-            yield from batch["image"]
+            yield from examples(batch)
 
-    def all(self) -> list[np.ndarray]:
+    def all(self) -> list[Example]:
         """Every image of this worker's shard (read once, then cached)."""
         if self.images is None:
             self.images = list(self._stream())
         return self.images
 
-    def epoch(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
-        """Images for one epoch (uint8/uint16, HW/HWC), each ``repeat`` times; shuffled when cached."""
+    def epoch(self, rng: np.random.Generator) -> Iterator[Example]:
+        """Images (or pairs) for one epoch (uint8/uint16, HWC), each ``repeat`` times; shuffled when cached."""
         if not self.cache:
             for img in self._stream():
                 yield from [img] * self.repeat
@@ -375,13 +408,20 @@ def validation_pairs(shard: ray.data.DataIterator, degradation: Degradation, pat
     """
     pairs = []
     for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
-        for name, img in zip(batch["name"], batch["image"]):
-            img = to_channels(to_float(img), channels)
+        for name, item in zip(batch["name"], examples(batch)):
+            item = with_channels(item, channels)
             for k in range(crops):
                 rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())] + ([k] if k else []))
-                sharp, blurred = degrade_crop(img, degradation, min(patch, *img.shape[:2]), rng, center=k == 0)
+                sharp, blurred = crop(item, degradation, min(patch, *item.shape[:2]), rng, center=k == 0)
                 pairs.append((blurred, sharp))
     return pairs
+
+
+def examples(batch: dict[str, np.ndarray]) -> list[Example]:
+    """The training examples of a batch of rows: sharp images, or real pairs where rows have ``degraded``."""
+    if "degraded" in batch:
+        return [PairedImage(s, d) for s, d in zip(batch["image"], batch["degraded"])]
+    return list(batch["image"])
 
 
 def all_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
