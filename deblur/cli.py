@@ -114,6 +114,31 @@ def _inspect_parser(sub: argparse._SubParsersAction) -> None:
                    "(.pth/.ckpt/.safetensors of a spandrel architecture, e.g. NAFNet); default: the bundled model")
 
 
+def _models_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="public models by name (--model NAME): what each is, its licence, sha256 and "
+                       "sources; `models add NAME FILE|URL` caches a file fetched by hand, checked against its sha256")
+    actions = p.add_subparsers(dest="models_command")
+    add = actions.add_parser("add", help="put a file fetched by hand (or from your bucket) into the cache as NAME's")
+    add.add_argument("name", help="the model's name (`deblur models` lists them)")
+    add.add_argument("source", help="the file: a path or any fsspec URL")
+
+
+def _models(args: argparse.Namespace) -> str:
+    from deblur.core import catalog
+
+    if args.models_command == "add":
+        return f"{args.name}: checked and cached at {catalog.add(args.name, args.source)}"
+    blocks = []
+    for e in catalog.describe():
+        size = f"{e['size'] / 1e6:.1f} MB" if e["size"] else "size not stated"
+        blocks.append("\n".join([
+            f"{e['name']}  ({'cached' if e['cached'] else 'not cached'})",
+            f"  {e['architecture']}; {e['task']}; trained on {e['data']}",
+            f"  score: {e['score']}", f"  licence: {e['licence']}; {size}", f"  sha256: {e['sha256']}",
+            *(f"  url: {u}" for u in e["urls"]), *(f"  source: {s}" for s in e["sources"])]))
+    return "\n\n".join(blocks)
+
+
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="blur the bundled sample photos, de-blur them, write a before/after picture")
     p.add_argument("--output", default="demo-output", help="folder to write (default: %(default)s)")
@@ -128,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
     _command(sub, "degrade", "write degraded copies of every image under a folder/bucket")
     _command(sub, "eval", "PSNR/SSIM of a model vs the blurred input and Wiener deconvolution, with a Parquet "
              "table and a PNG/HTML report")
-    for add in (_inspect_parser, _sprite_parser, _demo_parser):
+    for add in (_inspect_parser, _models_parser, _sprite_parser, _demo_parser):
         add(sub)
     return p
 
@@ -151,6 +176,8 @@ def dispatch(args: argparse.Namespace) -> str:
     if args.command == "demo":
         from deblur.demo import demo
         return demo(args.output)
+    if args.command == "models":
+        return _models(args)
     if args.command == "inspect":
         from deblur.core.checkpoint import describe
         return "\n".join(f"{k}: {v:,.0f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k}: {v}"

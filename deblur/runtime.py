@@ -226,3 +226,37 @@ def _quiet_data() -> None:
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
+
+
+def ship_model(model: str | None) -> object | None:
+    """A public model's file (:mod:`deblur.core.catalog`) in the object store, for actors and training workers on
+    nodes whose cache lacks it: the cluster downloads it once (here, in the driver), never once per actor. None
+    for anything else (a path or bucket URL every node reads itself)."""
+    from deblur.core import catalog
+
+    if not (model and catalog.is_name(model)):
+        return None
+    import ray
+
+    with open(catalog.fetch(model), "rb") as f:
+        return ray.put(f.read())
+
+
+def local_model(model: str, shipped: object | None) -> str:
+    """What a worker loads for ``model``: a public model's file in this node's cache, written first from the
+    object store (``shipped``, :func:`ship_model`) when it is missing there (atomically: actors of one node never
+    read half a file; checked against its sha256 before use); else ``model`` as it is."""
+    from deblur.core import catalog
+
+    if shipped is None:
+        return model
+    path = catalog.cached_path(catalog.entry(model))
+    if not os.path.isfile(path):
+        import ray
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.part"
+        with open(tmp, "wb") as f:
+            f.write(ray.get(shipped))
+        os.replace(tmp, path)
+    return catalog.fetch(model)  # the cached file, its hash checked: no download

@@ -19,7 +19,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
-from deblur.core import foreign, models
+from deblur.core import catalog, foreign, models, progress
 from deblur.core.storage import filesystem, read_bytes, unstrip
 
 WEIGHTS, CONFIG, OPTIMIZER = "model.safetensors", "config.json", "optimizer.pt"
@@ -77,12 +77,15 @@ def load_optimizer_state(uri: str) -> dict[str, Any] | None:
 
 def resolve(uri: str | None) -> str:
     """The checkpoint directory named by ``uri``: itself when it holds a checkpoint; for a training
-    output, its best checkpoint (highest validation PSNR, latest epoch or step on ties); the bundled model for None.
+    output, its best checkpoint (highest validation PSNR, latest epoch or step on ties); the bundled model for None;
+    for a public model's name (:mod:`deblur.core.catalog`), its weights file, fetched once and checked.
 
     Raises FileNotFoundError when nothing under ``uri`` is a checkpoint.
     """
     if uri is None:
         return BUNDLED
+    if catalog.is_name(uri):  # a public model by name: its verified file in the cache (fetched once)
+        return catalog.fetch(uri, show=progress.shown())
     fs, path = filesystem(uri)
     if foreign.is_foreign(uri):
         if not fs.isfile(path):

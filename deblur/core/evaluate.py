@@ -3,7 +3,8 @@ deconvolution given the true kernel, per image and averaged, written as Parquet 
 
 Sharp images come from ``data``; their degraded copies are made here from a degradation spec, reproducibly per
 image (:mod:`deblur.core.synth`), or read from a ``paired`` folder holding files of the same names (then the
-kernel is unknown and the Wiener row is left out). Degraded inputs are 8-bit, as stored photos are;
+kernel is unknown and the Wiener row is left out), or found in a public layout of real pairs under ``data``
+(GoPro, RealBlur, BasicSR: :mod:`deblur.core.pairs`). Degraded inputs are 8-bit, as stored photos are;
 every output is rounded to 8 bits before scoring, and metrics follow BasicSR (uint8 range, optional
 border crop, optional Y channel).
 """
@@ -24,6 +25,7 @@ from deblur.core.config import EvalConfig
 from deblur.core.settings import DEFAULT_DEGRADATION
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, from_float, to_float, to_hwc
+from deblur.core.pairs import Pairing, find_pairs
 from deblur.core.progress import bar
 from deblur.core.report import write_report
 from deblur.core.restore import load
@@ -54,7 +56,12 @@ def evaluate(cfg: EvalConfig) -> str:
     deg = parse_degradation(spec)
     noise = noise_sigma_of(deg.corruptions)
     scored, failed = [], []
-    for key, pair in bar(list(pairs(cfg.data, cfg.paired, deg, cfg.seed, cfg.downscale, cfg.limit)),
+    layout = None if cfg.paired else find_pairs(cfg.data)  # GoPro, RealBlur, BasicSR trees
+    if layout is not None and not layout.files:
+        raise ValueError(f"deblur eval reads pairs from image files; {cfg.data} holds {layout.layout} pairs")
+    listed = layout_pairs(layout, cfg.limit) if layout else pairs(cfg.data, cfg.paired, deg, cfg.seed, cfg.downscale,
+                                                                  cfg.limit)
+    for key, pair in bar(list(listed),
                          desc="evaluating", unit="img"):
         try:
             if isinstance(pair, str):
@@ -68,7 +75,7 @@ def evaluate(cfg: EvalConfig) -> str:
         detail = f": {failed[0]['image']}: {failed[0]['error']}" if failed else ""
         raise FileNotFoundError(f"no images could be evaluated under {cfg.data}{detail}")
     model_id = checkpoint.model_id(restorer.checkpoint, restorer.config or None)
-    label = "paired" if cfg.paired else spec
+    label = "paired" if cfg.paired or layout else spec
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("output",)} | {"degradation": label}
     summary = {**summarise(scored, label, model_id), "failed": failed, "settings": settings}
     _write_outputs(cfg.output, scored, summary, label, model_id, cfg.report_images)
@@ -81,6 +88,16 @@ def trained_on(checkpoint_uri: str) -> str:
     checkpoints written before the word was settled), else the default model's."""
     config = checkpoint.read_config(checkpoint_uri)
     return config.get("degradation") or config.get("blur") or DEFAULT_DEGRADATION
+
+
+def layout_pairs(layout: Pairing, limit: int):
+    """(the sharp image's key, :class:`Pair`) of each pair ``layout`` found (the first ``limit``; 0: all); an
+    unreadable pair comes as (key, error message)."""
+    for p in layout.files[: limit or None]:
+        try:
+            yield p.name, Pair(*(to_hwc(to_float(decode(read_bytes(u)))) for u in (p.sharp, p.degraded)), None)
+        except (OSError, ValueError) as e:
+            yield p.name, f"{type(e).__name__}: {e}"
 
 
 def pairs(data: str, paired: str | None, deg: Degradation, seed: int, factor: float, limit: int):

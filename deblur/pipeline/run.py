@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from deblur.core import checkpoint
+from deblur.core import catalog, checkpoint
 from deblur.core.config import PipelineConfig
 from deblur.core.progress import bar, shown
 from deblur.core.places import canonical, overlap, refuse_overlap
@@ -33,7 +33,7 @@ from deblur.core.storage import absolute, check_input, check_output, filesystem,
 from deblur.pipeline import lease, sinks
 from deblur.pipeline.listing import input_rows, parquet_rows
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
-from deblur.runtime import cluster_is_ours, ensure_ray, require_gpus
+from deblur.runtime import cluster_is_ours, ensure_ray, require_gpus, ship_model
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def run(cfg: PipelineConfig) -> Summary:
     # and the output's ownership do not depend on how a command names them (``..``, a link)
     source, output = canonical(absolute(cfg.input)), canonical(absolute(cfg.output))
     check_overlap(source, output, bool(cfg.input_column))
-    ckpt = checkpoint.resolve(absolute(cfg.model) if cfg.model else None)
+    ckpt = checkpoint.resolve(model_uri(cfg.model))
     config = checkpoint.load(ckpt)[1]  # fail fast, in the driver, on an unreadable checkpoint
     check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
     model = checkpoint.model_id(ckpt, config)
@@ -229,12 +229,18 @@ def check_overlap(source: str, output: str, parquet_input: bool) -> None:
     refuse_overlap([source], output)
 
 
+def model_uri(model: str | None) -> str | None:
+    """``model`` as the driver resolves it: a public model's name as it is, a path made absolute."""
+    return model if not model or catalog.is_name(model) else absolute(model)
+
+
 def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: str, sink: dict,
                source: str) -> ray.data.Dataset:
     """decode -> model -> write, ``per_task`` rows a task: separate stages when the model runs on GPUs
     (``--stages split``, the default with ``--gpu``), one fused CPU actor otherwise; see
     :mod:`deblur.pipeline.stages`."""
-    model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict()}
+    model = {"checkpoint_uri": ckpt, "gpu": cfg.gpu, "options": cfg.restore().to_dict(),
+             "model": cfg.model, "shipped": ship_model(cfg.model)}
     root = source if not filesystem(source)[0].isfile(filesystem(source)[1]) else posixpath.dirname(source)
     decode = {"root": root, "max_megapixels": cfg.max_megapixels, "max_pixels_per_byte": cfg.max_pixels_per_byte,
               "multi_frame": cfg.multi_frame}

@@ -24,6 +24,7 @@ from deblur.core.metrics import sharpness
 from deblur.core.storage import filesystem, read_input, write_atomic
 from deblur.pipeline import sinks
 from deblur.pipeline.rows import EMPTY, RECORD_KEYS, pack, unpack
+from deblur.runtime import local_model
 
 Batch = dict[str, Any]  # a Ray Data batch: column name -> one value per row
 
@@ -90,8 +91,12 @@ class ModelStage:
     inputs are all skipped never loads it), restores each DecodedRow's pixels in place (images of one size
     share model calls) and names the precision it ran in."""
 
-    def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any]) -> None:
+    def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any], model: str | None = None,
+                 shipped: Any = None) -> None:
+        """``model``, ``shipped``: a public model's name and its file in the object store, for a node whose cache
+        lacks it (:func:`deblur.runtime.local_model`)."""
         self.checkpoint_uri, self.gpu, self.options = checkpoint_uri, gpu, options
+        self.model, self.shipped = model, shipped
 
     @functools.cached_property
     def restorer(self) -> Any:
@@ -106,7 +111,8 @@ class ModelStage:
             # (a setup hook's) left a thread per core in every actor; never more threads than the process's cores
             torch.set_num_threads(min(int(threads), _cores()))
         device = restore.default_device() if self.gpu else "cpu"
-        return restore.load(self.checkpoint_uri, device, **self.options)
+        uri = local_model(self.model, self.shipped) if self.shipped is not None else self.checkpoint_uri
+        return restore.load(uri, device, **self.options)
 
     def __call__(self, batch: Batch) -> Batch:
         images = [unpack(p, str(s), str(d)) if p else None for p, s, d in
@@ -235,8 +241,8 @@ class FusedStage(ModelStage):
     input and output at a time, whatever the batch size."""
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any], sink: dict[str, str],
-                 decode: dict[str, Any], budget: int = 0) -> None:
-        super().__init__(checkpoint_uri, gpu, options)
+                 decode: dict[str, Any], budget: int = 0, model: str | None = None, shipped: Any = None) -> None:
+        super().__init__(checkpoint_uri, gpu, options, model, shipped)
         self.sink, self.decode, self._budget = sink, decode, budget
 
     @functools.cached_property

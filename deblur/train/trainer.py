@@ -37,7 +37,7 @@ import torch.nn as nn
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from deblur.core import checkpoint, models
+from deblur.core import catalog, checkpoint, models
 from deblur.core.config import TrainConfig
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.fashion_mnist import FASHION_MNIST, default_cache, fetch_fashion_mnist
@@ -50,7 +50,7 @@ from deblur.core.pairs import Example, PairedImage, Pairing, check_sizes, crop, 
 from deblur.core.restore import resolve_precision
 from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
                                   training_batches, validate)
-from deblur.runtime import ensure_ray, require_gpus
+from deblur.runtime import ensure_ray, local_model, require_gpus, ship_model
 from deblur.pipeline.sinks import read_manifest
 from deblur.train.datasets import training_datasets
 
@@ -86,7 +86,7 @@ def fit(cfg: TrainConfig) -> str:
     with _quick_polls():
         _Trainer(
             train_loop,
-            train_loop_config={"config": cfg.to_dict(), "shards": shards},
+            train_loop_config={"config": cfg.to_dict(), "shards": shards, "init": ship_model(cfg.init)},
             scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                          resources_per_worker=worker_resources(cfg.gpu, cfg.worker_resources)),
             run_config=run_config(cfg.output, cfg.keep_checkpoints),
@@ -197,8 +197,9 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     from deblur.core.fashion_mnist import FASHION_MNIST
 
     data = cfg.data if cfg.data.startswith(FASHION_MNIST) else absolute(cfg.data)
-    return dataclasses.replace(cfg, data=data, output=absolute(cfg.output),
-                               val_data=cfg.val_data and absolute(cfg.val_data), init=cfg.init and absolute(cfg.init))
+    init = cfg.init if not cfg.init or catalog.is_name(cfg.init) else absolute(cfg.init)  # a name stays a name
+    return dataclasses.replace(cfg, data=data, output=absolute(cfg.output), paired=cfg.paired and absolute(cfg.paired),
+                               val_data=cfg.val_data and absolute(cfg.val_data), init=init)
 
 
 def worker_resources(gpu: bool, extra: dict[str, float] | None) -> dict[str, float] | None:
@@ -233,7 +234,7 @@ def train_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)  # the same initial weights in every run of this seed
-    net, name = initial_model(cfg)
+    net, name = initial_model(cfg, config.get("init"))
     net = net.to(device, memory_format=models.memory_format(net))  # deblur's: channels-last, CPU and GPU
     opt = optimizer(net, cfg.lr)
     start = resume(net, opt, "step" if cfg.by_steps else "epoch", cfg.output)
@@ -277,10 +278,11 @@ def warn_small(images: list[np.ndarray], patch: int) -> None:
             f"(the smallest is {w}x{h}); batches holding one use crops of its shorter side")
 
 
-def initial_model(cfg: TrainConfig) -> tuple[nn.Module, str]:
-    """(the network to train, its registered name): ``cfg.init``'s weights and settings, or a new one."""
+def initial_model(cfg: TrainConfig, shipped: object | None = None) -> tuple[nn.Module, str]:
+    """(the network to train, its registered name): ``cfg.init``'s weights and settings (a public model's from
+    ``shipped`` where this node lacks it), or a new one."""
     if cfg.init:
-        net, config = checkpoint.load(checkpoint.resolve(cfg.init))
+        net, config = checkpoint.load(checkpoint.resolve(local_model(cfg.init, shipped)))
         return net.train(), config["model"]
     return models.build(cfg.model, channels=cfg.channels, **(cfg.model_options or {})), cfg.model
 

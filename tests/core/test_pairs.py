@@ -130,3 +130,16 @@ def test_mixup_blends_both_sides_of_pairs():
     mixed = pairs.blend(a, b, 0.25)
     assert np.allclose(mixed.sharp, 0.25 * a.sharp / 255 + 0.75 * b.sharp / 255, atol=1e-6)
     assert np.allclose(mixed.degraded, 0.25 * a.degraded / 255 + 0.75 * b.degraded / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.names())
+def test_eval_scores_the_pairs_of_every_layout(tmp_path, seed_checkpoint, layout):
+    import json
+
+    from deblur.core.config import EvalConfig
+    from deblur.core.evaluate import evaluate
+
+    _tree(tmp_path / "data", [f for pair in TREES[layout] for f in pair])
+    line = evaluate(EvalConfig(data=str(tmp_path / "data"), model=seed_checkpoint, output=str(tmp_path / "eval")))
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["degradation"] == "paired" and summary["images"] == 2 and "0 failed" in line
