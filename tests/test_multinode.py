@@ -19,4 +19,4 @@ def test_two_worker_nodes(s3_endpoint, bucket):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "multinode.py"), bucket], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    assert "OK training workers on 2 nodes, model actors on 2 nodes" in result.stdout
+    assert "OK training workers on 2 nodes, model actors on 2 nodes, one download" in result.stdout
