@@ -66,3 +66,58 @@ def test_bad_pairs_fail_before_ray_and_any_output(tmp_path):
     with pytest.raises(ValueError, match="--synthetic-share needs real pairs"):
         fit(TrainConfig(data=str(tmp_path / "sharp"), synthetic_share=0.5, output=str(tmp_path / "o")))
     assert not (tmp_path / "o").exists()
+
+
+def test_distillation_on_unlabelled_images_brings_the_student_closer_to_the_teacher(ray_cluster, tmp_path):
+    """The README's recipe: `deblur run --model TEACHER` over blurry photos (JPEG in, PNG out), then `deblur train
+    --data TEACHER_OUTPUT --paired PHOTOS --init` the shipped model, pairing by the run's manifest; the student's
+    PSNR against the teacher on held-out photos rises."""
+    import torch
+
+    from deblur.core import checkpoint
+    from deblur.core.config import EvalConfig, PipelineConfig
+    from deblur.core.evaluate import evaluate
+    from deblur.pipeline.run import run
+    from tests.conftest import random_model
+
+    for i in range(8):
+        split = "held-out" if i >= 6 else "photos"
+        write_image(tmp_path / split / f"p{i}.jpg", textured(48, 64, seed=i))
+    teacher = tmp_path / "teacher"
+    with torch.no_grad():
+        checkpoint.save(str(teacher), random_model("unet", 3), "unet", {"step": 1, "metrics": {"val_psnr": 0.0}})
+    for split in ("photos", "held-out"):
+        summary = run(PipelineConfig(input=str(tmp_path / split), output=str(tmp_path / f"taught-{split}"),
+                                     model=str(teacher)))
+        assert summary.done == len(os.listdir(tmp_path / split))
+
+    def student_vs_teacher(model) -> float:
+        out = tmp_path / f"eval-{len(os.listdir(tmp_path))}"
+        evaluate(EvalConfig(model=model, data=str(tmp_path / "taught-held-out"), paired=str(tmp_path / "held-out"),
+                            output=str(out)))
+        return json.loads((out / "summary.json").read_text())["mean"]["model"]["psnr"]
+
+    before = student_vs_teacher(None)  # the shipped model
+    student = fit(TrainConfig(data=str(tmp_path / "taught-photos"), paired=str(tmp_path / "photos"),
+                              init=checkpoint.BUNDLED, output=str(tmp_path / "student"), steps=30, val_every=30,
+                              batch_size=4, patch_size=32, lr=2e-3, val_fraction=0.2, loader_workers=0))
+    after = student_vs_teacher(student)
+    assert after > before + 1.0, (before, after)
+
+
+def test_a_run_output_pairs_by_its_manifest_and_refuses_inputs_elsewhere(ray_cluster, tmp_path):
+    from deblur.core.config import PipelineConfig
+    from deblur.core.pairs import find_pairs
+    from deblur.pipeline.run import run
+    from deblur.train.trainer import manifest_pairs
+
+    write_image(tmp_path / "in" / "a.jpg", textured(24, 24))
+    write_image(tmp_path / "in" / "sub" / "b.png", textured(24, 24, seed=1))
+    run(PipelineConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), format="webp"))
+    found = find_pairs(str(tmp_path / "out"), str(tmp_path / "in"), manifest_pairs(str(tmp_path / "out")))
+    assert found.layout == "manifest"
+    assert sorted((p.name, os.path.basename(p.degraded)) for p in found.files) == [("a.webp", "a.jpg"),
+                                                                                 ("sub/b.webp", "b.png")]
+    write_image(tmp_path / "elsewhere" / "x.png", textured(24, 24))
+    with pytest.raises(PairingError, match="not under"):
+        find_pairs(str(tmp_path / "out"), str(tmp_path / "elsewhere"), manifest_pairs(str(tmp_path / "out")))
