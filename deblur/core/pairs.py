@@ -29,11 +29,12 @@ from deblur.core.degrade import Degradation, blur_window, degrade_crop, window
 from deblur.core.image import probe, to_channels, to_float
 from deblur.core.registry import Registry
 from deblur.core.settings import PAIR_LAYOUTS
-from deblur.core.storage import filesystem, list_images, relative_path
+from deblur.core.storage import IMAGE_EXTENSIONS, check_input, filesystem, list_images, relative_path, unstrip
 
 SHARP_COLUMNS = ("sharp", "target", "gt")  # a Parquet pair's sharp image column: the first of these it has
 DEGRADED_COLUMNS = ("degraded", "blurred", "blur", "input")  # ... and its degraded one
 SHOWN = 5  # names an error lists
+HEADER_BLOCK = 1 << 16  # what is read of a file to learn its size
 
 
 class PairingError(ValueError):
@@ -106,6 +107,11 @@ def match_by_name(sharp: dict[str, str], degraded: dict[str, str], where: str) -
     return [PairFiles(k, url, degraded[by_stem[_stem(k)][0]]) for k, url in sorted(sharp.items())]
 
 
+def _unprefixed(files: dict[str, str], prefix: str) -> dict[str, str]:
+    """{file name without ``prefix``: key} (RealBlur's ``gt_3.png`` -> ``3.png``)."""
+    return {f[len(prefix):] if f.startswith(prefix) else f: k for f, k in files.items()}
+
+
 def _layout_pairs(name: str, layout: Layout, keys: dict[str, str]) -> tuple[list[PairFiles], list[str]]:
     """(pairs, keys left unused) of ``layout`` among ``keys`` ({relative path: URL})."""
     folders = defaultdict(lambda: defaultdict(dict))  # parent -> folder name -> {stem without prefix: key}
@@ -117,9 +123,8 @@ def _layout_pairs(name: str, layout: Layout, keys: dict[str, str]) -> tuple[list
         deg_folder = next((d for d in layout.degraded if d in by_folder), None)
         if layout.sharp not in by_folder or deg_folder is None:
             continue
-        strip = lambda files, prefix: {f[len(prefix):] if f.startswith(prefix) else f: k for f, k in files.items()}
-        sharp = {k: keys[v] for k, v in strip(by_folder[layout.sharp], layout.sharp_prefix).items()}
-        degraded = {k: keys[v] for k, v in strip(by_folder[deg_folder], layout.degraded_prefix).items()}
+        sharp = {k: keys[v] for k, v in _unprefixed(by_folder[layout.sharp], layout.sharp_prefix).items()}
+        degraded = {k: keys[v] for k, v in _unprefixed(by_folder[deg_folder], layout.degraded_prefix).items()}
         where = f"{name} layout: {posixpath.join(parent, deg_folder)} and {posixpath.join(parent, layout.sharp)}"
         for p in match_by_name(sharp, degraded, where):
             pairs.append(p._replace(name=posixpath.join(parent, layout.sharp, posixpath.basename(p.sharp))))
@@ -148,10 +153,11 @@ def find_pairs(data: str, paired: str | None = None, manifest: dict[str, str] | 
     """How the images under ``data`` pair (see the module docstring), or None for a folder of sharp images
     alone (training degrades them synthetically). ``manifest``: {output URL: input URL} of a ``deblur run``
     output at ``data`` (read by the caller, which knows the manifest)."""
+    check_input(data)
     fs, root = filesystem(data)
-    parquet = sorted(p for p in ([root] if fs.isfile(root) else fs.find(root)) if p.endswith(".parquet")
-                     and "/_manifest/" not in p)
-    urls = [u for u in list_images(data) if "/_manifest/" not in u]
+    paths = [p for p in ([root] if fs.isfile(root) else fs.find(root)) if "/_manifest/" not in p]  # one listing
+    parquet = sorted(p for p in paths if p.endswith(".parquet"))
+    urls = sorted(unstrip(fs, p) for p in paths if p.lower().endswith(IMAGE_EXTENSIONS))
     keys = {relative_path(data, u): u for u in urls}
     if manifest:
         return _from_manifest(data, paired, keys, manifest)
@@ -207,7 +213,7 @@ def _parquet_pairing(fs, files: list[str]) -> Pairing:
 
 def _size(url: str) -> tuple[int, int] | None:
     fs, path = filesystem(url)
-    with fs.open(path, "rb") as f:
+    with fs.open(path, "rb", block_size=HEADER_BLOCK) as f:  # an object store reads this much, not megabytes
         header = probe(f)
     return None if header is None else (header.width, header.height)
 
