@@ -243,8 +243,9 @@ class PipelineConfig(RestoreConfig):
                                "cluster the run started, with fused stages, its CPUs shared among --workers; else "
                                "1, leaving a shared cluster's CPUs to others; default: %(default)s)")
     gpu: bool = setting(False, "one GPU per model actor")
-    batch_size: int = setting(4, "images per actor task: results land (and progress moves) a batch at a time; raise "
-                              "it for many small images, which then share model calls (default: %(default)s)")
+    batch_size: int = setting(0, "images per actor task: results land (and progress moves) a task at a time, and "
+                              "small images of a task share model calls (default: by bytes, as many as make about "
+                              "1 MB of input, at most 256: a few photos, or hundreds of thumbnails)")
     overwrite: bool = setting(False, "redo inputs the manifest already records as done")
     verify_outputs: bool = setting(True, "trust the manifest: do not list the output to redo outputs deleted since "
                                    "their run", flag="--no-verify-outputs")
@@ -275,7 +276,7 @@ class PipelineConfig(RestoreConfig):
         object.__setattr__(self, "read_roots", tuple(self.read_roots or ()))
         _require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _require(self.worker_cpus >= 0, f"worker-cpus must be >= 0 (0: automatic), got {self.worker_cpus}")
-        _require(self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}")
+        _require(self.batch_size >= 0, f"batch-size must be >= 0 (0: by bytes), got {self.batch_size}")
         _require(self.worker_memory >= 0, f"worker-memory must be >= 0 (0: none reserved), got {self.worker_memory}")
         _require(self.max_megapixels >= 0, f"max-megapixels must be >= 0 (0: no limit), got {self.max_megapixels}")
         _require(self.max_pixels_per_byte >= 0,

@@ -1,5 +1,5 @@
-"""Listing the pipeline's inputs as :class:`~deblur.pipeline.rows.InputRow` rows: a folder or bucket (the
-top level here, every sub-folder by its own Ray task), one file, or a Parquet dataset of encoded images.
+"""Listing the pipeline's inputs as :class:`~deblur.pipeline.rows.InputRow` rows: a folder or bucket (listed in
+the driver, before Ray starts: :func:`list_inputs`), one file, or a Parquet dataset of encoded images.
 
 Every listed entry yields exactly one row. Output keys come from :func:`deblur.pipeline.naming.output_keys`
 (never the same for two inputs, never outside the output root); inputs the manifest records as done are
@@ -19,7 +19,7 @@ import ray.data
 from deblur.core.image import admit
 from deblur.core.places import lies_under, place
 from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_local, is_process_local, printable, read_bytes,
-                                 read_input, relative_path, safe_key, unstrip)
+                                 read_input, relative_path, unstrip)
 from deblur.pipeline.naming import output_keys
 from deblur.pipeline.rows import InputRow
 from deblur.pipeline.sinks import Known
@@ -31,10 +31,22 @@ def version_of(info: dict) -> str:
     return f"{info.get('size', '')}:{str(tag).strip(chr(34))}"
 
 
-LISTING = {"num_cpus": 0}  # listing tasks wait on storage: they never take a CPU the model actors hold
+LISTING = {"num_cpus": 0}  # row-group tasks wait on storage: they never take a CPU the model actors hold
 
 
 TASKS_PER_ACTOR = 8  # at least this many tasks an actor, where the inputs allow: see rows_per_task
+
+
+BATCH_BYTES = 1 << 20  # --batch-size 0 (the default): a task takes about this much input, ...
+MAX_BATCH = 256  # ... but no more inputs than this
+UNSIZED_BATCH = 4  # ... and this many where sizes are unknown
+
+
+def by_bytes(listed: int, input_bytes: int) -> int:
+    """Inputs in a task when ``listed`` inputs hold ``input_bytes`` in all (:data:`BATCH_BYTES` of them)."""
+    if not input_bytes:
+        return UNSIZED_BATCH
+    return max(1, min(MAX_BATCH, BATCH_BYTES * listed // input_bytes))
 
 
 def rows_per_task(listed: int, batch_size: int, actors: int) -> int:
@@ -51,71 +63,36 @@ def _blocks(rows: list, per_block: int) -> ray.data.Dataset:
     return ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_block)))
 
 
-def input_rows(source: str, output: str, fmt: str, known: Known, per_block: int = 4,
-               actors: int = 1) -> tuple[ray.data.Dataset, int]:
-    """An :class:`InputRow` (with ``bytes`` for memory://) for every entry under ``source``, and the rows
-    each actor task should take (``per_block``; where there are no sub-folders, :func:`rows_per_task` of
-    the count).
-
-    The top level is listed here, into blocks of that many rows; each sub-folder is listed by its own
-    Ray task, so a bucket with millions of objects starts producing results as soon as its first prefix
-    is listed (the pipeline cuts its output into small blocks: see ``run.small_blocks``).
-    """
+def list_inputs(source: str, output: str, fmt: str, known: Known) -> list[InputRow]:
+    """An :class:`InputRow` for every entry under ``source`` (with ``bytes`` for memory://, whose files Ray's
+    workers cannot see), listed here in the driver before Ray is needed: one recursive listing (an object
+    store's pages one after another, one request at a time), diffed against the manifest (``known``) in one
+    place. A run then starts Ray only for what is new."""
     fs, root = filesystem(source)
     if not fs.exists(root):
         raise FileNotFoundError(f"input not found: {source}")
     single = fs.isfile(root)
     base = unstrip(fs, posixpath.dirname(root) if single else root)
-    entries = [] if single or is_process_local(fs) else fs.ls(root, detail=True)
-    folders = [e for e in entries if e["type"] == "directory"]
-    if single or is_process_local(fs) or any(_odd(root, e["name"]) for e in folders):
-        # one file; memory:// (invisible to workers: listed and read here); or a bucket whose keys hold empty
-        # or "." segments (``in//x.png``), whose "folders" are other spellings of the root: listed here at once,
-        # so that each key spelled two ways is seen twice in one place (describe)
-        found = {root: fs.info(root)} if single else fs.find(root, detail=True)
-        rows = describe(base, output, _entries(fs, found), fmt, known)
-        if is_process_local(fs):
-            rows = [{**r, "bytes": read_bytes(r["path"]) if not r["error"] else None} for r in rows]
-        per_task = rows_per_task(len(rows), per_block, actors)
-        if not rows:
-            raise FileNotFoundError(f"no files under {source}")
-        return _blocks(rows, per_task), per_task
-    reserved = [_safe_name(relative_path(base, printable(unstrip(fs, e["name"])))) for e in folders]
-    rows = describe(base, output, _entries(fs, {e["name"]: e for e in entries if e["type"] != "directory"}), fmt,
-                    known, reserved)
-    prefixes = [_prefix(unstrip(fs, e["name"])) for e in folders]
-    per_task = rows_per_task(len(rows), per_block, actors) if not prefixes else per_block
-    parts = [_blocks(rows, per_task)] if rows else []
-    if prefixes:
-        kwargs = {"root": base, "output": output, "fmt": fmt, "known": known}
-        parts.append(ray.data.from_items(prefixes).flat_map(_list_prefix, fn_kwargs=kwargs, **LISTING))
-    if not parts:
+    found = {root: fs.info(root)} if single else fs.find(root, detail=True)
+    rows = describe(base, output, _entries(fs, found), fmt, known)
+    if not rows:
         raise FileNotFoundError(f"no files under {source}")
-    return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]), per_task
+    if is_process_local(fs):
+        rows = [{**r, "bytes": read_bytes(r["path"]) if not r["error"] and not r["skip"] else None} for r in rows]
+    return rows
 
 
-def _odd(root: str, folder: str) -> bool:
-    """True for a listed folder whose name under ``root`` is empty or ``.``/``..`` (object stores only)."""
-    name = folder[len(root.rstrip("/")) + 1:]
-    return name in ("", ".", "..") or "/" in name
+def task_size(rows: list[InputRow], batch_size: int, actors: int) -> int:
+    """The rows each actor task should take: :func:`rows_per_task` of their count, ``batch_size`` a task
+    (0: :func:`by_bytes`, from the sizes the listing gave)."""
+    sizes = [int(s) for s in (str(r["version"]).split(":", 1)[0] for r in rows) if s.isdigit()]
+    batch = batch_size or by_bytes(len(sizes), sum(sizes))
+    return rows_per_task(len(rows), batch, actors)
 
 
-def _prefix(url: str) -> dict:
-    """A listing task's item: the folder's URL, valid UTF-8, and its local name's bytes where it is not."""
-    shown = printable(url)
-    return {"prefix": shown, "name": os.fsencode(url) if shown != url else b""}
-
-
-def _safe_name(rel: str) -> str:
-    try:
-        return safe_key(rel)
-    except ValueError:
-        return ""
-
-
-def _list_prefix(row: dict, root: str, output: str, fmt: str, known: Known) -> list[InputRow]:
-    fs, path = filesystem(os.fsdecode(row["name"]) if row.get("name") else row["prefix"])
-    return describe(root, output, _entries(fs, fs.find(path, detail=True)), fmt, known)
+def input_rows(rows: list[InputRow], per_task: int) -> ray.data.Dataset:
+    """``rows`` as a dataset of blocks of ``per_task`` rows (each becomes one actor task)."""
+    return _blocks(rows, per_task)
 
 
 def _entries(fs, found: dict[str, dict]) -> dict[str, tuple[str, str, bytes]]:
@@ -152,12 +129,11 @@ def _local_entry(path: str) -> tuple[str, str]:
     return f"{st.st_size}:{st.st_mtime}", ""
 
 
-def describe(root: str, output: str, files: dict[str, tuple[str, str, bytes]], fmt: str, known: Known,
-             reserved: list[str] = ()) -> list[InputRow]:
+def describe(root: str, output: str, files: dict[str, tuple[str, str, bytes]], fmt: str, known: Known) -> list[InputRow]:
     """Rows for the entries (URL -> (version, error, name)) found under ``root``: where each one's result goes,
     whether to skip it (:meth:`Known.skip`), or why it cannot be processed. Hidden files are inputs like
     any other. Two entries whose keys are one key spelled two ways (``a/./c.png``, ``a//c.png``) are one
-    file: the second is a failed row. ``reserved``: output folders filled by other listing tasks."""
+    file: the second is a failed row."""
     urls = list(files)
     errors = {u: files[u][1] or _error(root, u) for u in urls}
     seen: dict[str, str] = {}
@@ -169,7 +145,7 @@ def describe(root: str, output: str, files: dict[str, tuple[str, str, bytes]], f
             errors[u] = f"the same key as {seen[canon]}, spelled another way: not processed twice"
         seen.setdefault(canon, u)
     images = [u for u in urls if not errors[u]]
-    keys = dict(zip(images, _keys(root, images, fmt, output, known, reserved)))
+    keys = dict(zip(images, _keys(root, images, fmt, output, known)))
     rows = []
     for u in urls:
         key, error = keys.get(u), errors[u]
@@ -198,10 +174,10 @@ def _error(root: str, url: str) -> str:
     return ""
 
 
-def _keys(root: str, urls: list[str], fmt: str, output: str, known: Known, reserved=()) -> list[str | None]:
+def _keys(root: str, urls: list[str], fmt: str, output: str, known: Known) -> list[str | None]:
     if fmt == "parquet":
         return [""] * len(urls)
-    return output_keys([relative_path(root, u) for u in urls], fmt, known.taken(output), urls, reserved)
+    return output_keys([relative_path(root, u) for u in urls], fmt, known.taken(output), urls)
 
 
 def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,

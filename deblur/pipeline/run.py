@@ -31,7 +31,8 @@ from deblur.core.progress import bar, shown
 from deblur.core.places import canonical, overlap, refuse_overlap
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local
 from deblur.pipeline import lease, sinks
-from deblur.pipeline.listing import input_rows, parquet_rows
+from deblur.pipeline.listing import UNSIZED_BATCH, input_rows, list_inputs, parquet_rows, task_size
+from deblur.pipeline.rows import InputRow
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
 from deblur.runtime import cluster_is_ours, ensure_ray, require_gpus, ship_model
 
@@ -57,6 +58,8 @@ class Summary:
     steady_images: int = 0
     steady_megapixels: float = 0.0
     precisions: tuple[str, ...] = ()
+    listed: int = 0  # inputs listed before Ray (0: a Parquet dataset, listed by Ray)
+    listing: float = 0.0  # seconds the listing and the manifest's diff took
 
     def line(self) -> str:
         if self.steady_images and self.steady_seconds > 0:
@@ -66,6 +69,7 @@ class Summary:
             total = max(self.seconds, 1e-9)
             rate = f"{self.done / total:.2f} images/s, {self.megapixels / total:.2f} Mpx/s with start-up"
         ran = f"; model in {', '.join(self.precisions)}" if self.precisions else ""
+        ran += f"; {self.listed} inputs listed and diffed in {self.listing:.1f}s" if self.listed else ""
         return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s ({rate}{ran}) "
                 f"-> {self.output} (manifest {self.manifest})")
 
@@ -87,6 +91,14 @@ class Progress:
         self.processed = (0, 0.0)
         self.every, self.last = every, self.t0
         self.bar = None
+        self.inputs, self.listing = 0, 0.0
+
+    def listed(self, inputs: int, skipped: int, seconds: float) -> None:
+        """The driver listed ``inputs`` in ``seconds``, of which ``skipped`` were done before."""
+        self.inputs, self.listing = inputs, seconds
+        self.status["skipped"] += skipped
+        log.info("%d inputs listed and diffed against the manifest in %.1fs: %d new or changed", inputs, seconds,
+                 inputs - skipped)
 
     def begin(self) -> None:
         """Draw the bar from now on, where standard error is a terminal."""
@@ -127,7 +139,7 @@ class Progress:
                        self.megapixels, output, manifest, startup=first - self.t0,
                        steady_seconds=self.latest - first if later else 0.0, steady_images=later,
                        steady_megapixels=self.processed[1] - self.at_first[1],
-                       precisions=tuple(sorted(self.precisions)))
+                       precisions=tuple(sorted(self.precisions)), listed=self.inputs, listing=self.listing)
 
 
 def run(cfg: PipelineConfig) -> Summary:
@@ -149,30 +161,44 @@ def run(cfg: PipelineConfig) -> Summary:
         known = sinks.known(output, cfg.verify_outputs, cfg.detect_changes == "content", model, cfg.format,
                             cfg.overwrite, nonce)
         held.refuse_inside(known.existing)  # runs inside this output, from the listing known() made
-        ensure_ray()
-        if cfg.gpu:
-            require_gpus()
         progress = Progress()
-        with small_blocks(cfg.batch_size):
-            if cfg.input_column:
-                roots = tuple(absolute(r) for r in cfg.read_roots)
-                ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots,
-                                  (cfg.max_megapixels, cfg.max_pixels_per_byte))
-                per_task = cfg.batch_size
-            else:
-                ds, per_task = input_rows(source, output, cfg.format, known, cfg.batch_size, cfg.workers)
-            sink = {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model, "nonce": nonce}
-            ds = add_stages(ds, cfg, per_task, ckpt, sink, source)
-        try:
-            count(ds, progress)
-        except BaseException as e:
-            ds = None  # the dataset holds its executor, which holds the actors
-            release(e)
-            raise
+        todo = None if cfg.input_column else new_inputs(source, output, cfg.format, known, progress)
+        if cfg.input_column or todo:  # a Parquet dataset (Ray lists it), or something new: only now Ray
+            ensure_ray()
+            if cfg.gpu:
+                require_gpus()
+            per_task = ((cfg.batch_size or UNSIZED_BATCH) if cfg.input_column
+                        else task_size(todo, cfg.batch_size, cfg.workers))
+            with small_blocks(per_task):
+                if cfg.input_column:
+                    roots = tuple(absolute(r) for r in cfg.read_roots)
+                    ds = parquet_rows(source, cfg.input_column, output, cfg.format, known, roots,
+                                      (cfg.max_megapixels, cfg.max_pixels_per_byte))
+                else:
+                    ds = input_rows(todo, per_task)
+                sink = {"fmt": cfg.format, "output": output, "run": run_id, "model_id": model, "nonce": nonce}
+                ds = add_stages(ds, cfg, per_task, ckpt, sink, source)
+            try:
+                count(ds, progress)
+            except BaseException as e:
+                ds = None  # the dataset holds its executor, which holds the actors
+                release(e)
+                raise
         if cfg.format == "parquet":
             sinks.commit_parquet(output, nonce)  # before compaction: every record still names its part
         manifest = sinks.compact_manifest(output, run_id, nonce)
     return progress.summary(cfg.output, manifest)
+
+
+def new_inputs(source: str, output: str, fmt: str, known: sinks.Known, progress: Progress) -> list[InputRow]:
+    """The inputs under ``source`` that need work (those the manifest records as done at their version are
+    counted as skipped in ``progress``, and go no further), listed and diffed here, before Ray; ``progress``
+    notes how long that took."""
+    t0 = time.time()
+    rows = list_inputs(source, output, fmt, known)
+    todo = [r for r in rows if not r["skip"] or known.by_content]  # by content: only a read can tell
+    progress.listed(len(rows), len(rows) - len(todo), time.time() - t0)
+    return todo
 
 
 def count(ds: ray.data.Dataset, progress: Progress) -> None:

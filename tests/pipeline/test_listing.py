@@ -31,3 +31,14 @@ def test_a_small_run_is_cut_finer_so_the_actors_finish_together():
     for listed in range(1, 200):  # never above the batch size, and every actor has TASKS_PER_ACTOR where it can
         per = rows_per_task(listed, 8, 3)
         assert 1 <= per <= 8 and (per == 1 or -(-listed // per) >= 3 * TASKS_PER_ACTOR)
+
+
+def test_by_default_a_task_takes_about_a_megabyte_of_input():
+    from deblur.pipeline.listing import BATCH_BYTES, MAX_BATCH, UNSIZED_BATCH, by_bytes, task_size
+
+    assert by_bytes(2000, 2000 * 3_000) == MAX_BATCH  # thumbnails: as many as a task may take
+    assert by_bytes(100, 100 * 300_000) == BATCH_BYTES // 300_000 == 3  # photos: a few
+    assert by_bytes(10, 10 * 50_000_000) == 1 and by_bytes(5, 0) == UNSIZED_BATCH
+    rows = [{"version": f"{3_000}:17.5"} for _ in range(5000)]
+    assert task_size(rows, 0, 2) == MAX_BATCH and task_size(rows, 16, 2) == 16  # --batch-size still wins
+    assert task_size(rows[:100], 0, 2) == 100 // (2 * TASKS_PER_ACTOR)  # and small runs are still cut finer

@@ -333,3 +333,23 @@ def test_model_actors_share_a_cluster_of_their_own_and_take_one_cpu_on_a_shared_
     assert actor_cpus(0, 4, 16.0) == 4
     assert actor_cpus(0, 1, 0.0) == actor_cpus(0, 4, 0.0) == 1  # attached, or split stages: Ray's default
     assert actor_cpus(3, 1, 16.0) == actor_cpus(3, 1, 0.0) == 3  # asked for: as asked
+
+
+def test_a_rerun_with_nothing_new_lists_in_the_driver_and_starts_no_ray(tmp_path, seed_checkpoint):
+    """Issue 38: the nightly run that finds nothing new cost more than the run that did the work (a Ray
+    cluster, ~80 listing workers). Now the driver lists and diffs before Ray: nothing new, no Ray at all."""
+    import subprocess
+    import sys
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        write_image(src / f"f{i % 3}" / f"img{i:02d}.png", textured(24, 24, 3, seed=i))
+    cmd = [sys.executable, "-m", "deblur.cli", "run", "--model", seed_checkpoint, "--input", str(src), "--output",
+           str(out)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and "12 done" in first.stdout, first.stderr[-2000:]
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "0 done, 12 skipped, 0 failed" in again.stdout, again.stderr[-2000:]
+    assert "12 inputs listed and diffed" in again.stdout
+    assert "started a local cluster" in first.stderr and "started a local cluster" not in again.stderr
