@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import re
@@ -37,6 +38,7 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
+FORMAT_SPELLINGS = {"jpeg": "jpg", "jpe": "jpg"}  # --format jpeg is --format jpg
 RENAMED = {"--blur": "--degradation", "blur": "degrade"}  # older name -> name; accepted, warned, hidden until 0.2
 
 
@@ -71,6 +73,8 @@ def _argument(field: dataclasses.Field) -> dict:
         return {**arg, "action": "store_false" if field.default else "store_true"}
     if meta["choices"]:
         arg["choices"] = meta["choices"]
+        if field.name == "format":  # the spellings people use for the formats offered
+            arg["type"] = lambda text: FORMAT_SPELLINGS.get(text.lower(), text.lower())
     if kind.startswith("dict[str, float]"):
         return {**arg, "type": _json_dict}
     if kind.startswith("dict"):
@@ -145,8 +149,11 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from deblur import __version__
+
     p = argparse.ArgumentParser(prog="deblur", description="De-blur images at scale with Ray.")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--version", action="version", version=f"deblur {__version__} (deblur-ray)")
     sub = p.add_subparsers(dest="command", required=True)
     _command(sub, "train", "train a de-blurring model with Ray Train")
     _command(sub, "run", "de-blur every image under a folder/bucket: the pipeline, with Ray Data")
@@ -155,7 +162,27 @@ def parser() -> argparse.ArgumentParser:
              "table and a PNG/HTML report")
     for add in (_inspect_parser, _models_parser, _sprite_parser, _demo_parser):
         add(sub)
+    p.set_defaults(commands=sub.choices)
     return p
+
+
+def check_flags(p: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Stop at the first flag the chosen command does not have, with that command's usage and the flag it
+    most resembles (argparse names neither: ``--inptu`` only made ``--input`` missing, and ``--fromat`` got the
+    top-level usage)."""
+    commands = p.get_default("commands")
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if at is None or argv[at] not in commands:
+        return
+    sub = commands[argv[at]]
+    known = [o for action in [*sub._actions, *p._actions] for o in action.option_strings]
+    for token in argv[at + 1:]:
+        name = token.split("=", 1)[0]
+        if name.startswith("--") and name != "--" and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            sub.error(f"unrecognized argument {name}" + (f": did you mean {close[0]}?" if close else ""))
+        if name == "--":
+            return
 
 
 def _config(cls, args: argparse.Namespace):
@@ -220,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None and argv[command] in RENAMED:  # ``deblur blur``: the older name of ``degrade``
         _warn_renamed(argv[command])
         argv[command] = RENAMED[argv[command]]
-    args = parser().parse_args(argv)
+    p = parser()
+    check_flags(p, argv)
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         print(dispatch(args), flush=True)

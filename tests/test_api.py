@@ -32,5 +32,12 @@ def test_the_readme_example_runs_and_de_blurs(ray_cluster, monkeypatch):
 
 
 def test_the_api_names_are_exported_lazily():
+    """``import deblur`` loads none of the API's modules (nor torch); the first use of a name loads it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, deblur; before = {'deblur.core.restore', 'torch'} & set(sys.modules); "
+            "load = deblur.load; print(sorted(before), load.__module__, 'deblur.core.restore' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.split() == ["[]", "deblur.core.restore", "True"], out.stderr
     assert sorted(deblur.__all__) == ["BatchRestorer", "Restorer", "__version__", "load"]
-    assert deblur.load is deblur.core.restore.load

@@ -17,7 +17,7 @@ def deblur(*args, env=None):
 
 def test_help_explains_every_option():
     for command, action_count in (("train", 10), ("run", 5)):
-        sub = parser()._subparsers._group_actions[0].choices[command]
+        sub = parser().get_default("commands")[command]
         for action in sub._actions:
             assert action.help, f"{command} {action.option_strings} has no help"
         assert len(sub._actions) > action_count
@@ -141,3 +141,37 @@ def test_inspect_says_what_a_checkpoint_is(tmp_path, capsys):
     assert cli.main(["inspect", save(random_weights(nafnet), tmp_path / "n", "pth")]) == 0
     out = capsys.readouterr().out
     assert "architecture: NAFNet" in out and "precisions: ['bf16', 'fp32']" in out and "licence:" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--inptu", "in", "--output", "out"], "deblur run: error: unrecognized argument --inptu: did you mean --input?"),
+    (["run", "--input", "in", "--fromat", "png", "--output", "o"], "deblur run: error: unrecognized argument --fromat: "
+                                                                   "did you mean --format?"),
+    (["run", "--input", "s3:/bucket/in", "--output", "o"], "'s3:/bucket/in' is not a URL: did you mean s3://bucket/in?"),
+    (["run", "--input", "abfs://container/in", "--output", "o"], "abfs:// needs a filesystem package that is not installed"),
+])
+def test_messages_name_the_fix(args, message):
+    """Issue 39: a typo named nothing (or showed the top-level usage); s3:/ said "input not found"; a missing
+    filesystem package was a ModuleNotFoundError with exit 1."""
+    result = deblur(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_version_and_the_spellings_of_a_format():
+    from deblur import __version__
+    from deblur.cli import _config
+    from deblur.core.config import DegradeConfig
+
+    result = deblur("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"deblur {__version__} (deblur-ray)"
+    args = parser().parse_args(["degrade", "--input", "a", "--output", "b", "--degradation", "seed", "--format", "JPEG"])
+    assert _config(DegradeConfig, args).format == "jpg"
+
+
+def test_s3_without_credentials_says_so(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-m", "deblur.cli", "run", "--input", "s3://bucket/in", "--output",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2 and "no credentials for s3://bucket/in" in result.stderr, result.stderr

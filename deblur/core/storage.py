@@ -40,7 +40,22 @@ def filesystem(uri: str, check: bool = False) -> tuple[fsspec.AbstractFileSystem
     """The fsspec filesystem serving ``uri`` and the path inside it (S3 with :data:`S3_CONFIG` unless
     fsspec's configuration says otherwise; ``check``: a new one for the checks before work, trying each
     call :data:`CHECK_ATTEMPTS` times)."""
+    malformed = re.match(r"^([a-z][a-z0-9+.-]+):/(?!/)", uri)
+    if malformed:  # s3:/bucket: fsspec would read it as a local path, "not found"
+        raise ValueError(f"{uri!r} is not a URL: did you mean {malformed.group(1)}://{uri[malformed.end():]}?")
     protocol = fsspec.core.split_protocol(uri)[0]
+    try:
+        return _filesystem(uri, protocol, check)
+    except ImportError as e:
+        extra = BACKENDS.get(protocol)
+        hint = f"pip install 'deblur-ray[{extra[1]}]' (it installs {extra[0]})" if extra else str(e)
+        raise ValueError(f"{protocol}:// needs a filesystem package that is not installed: {hint}") from None
+
+
+BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}  # extras
+
+
+def _filesystem(uri: str, protocol: str | None, check: bool) -> tuple[fsspec.AbstractFileSystem, str]:
     if protocol in ("s3", "s3a"):
         user = fsspec.config.conf.get("s3", {}).get("config_kwargs", {})
         bounded = {**S3_CONFIG, "http_session_cls": _bounded_session(deadline(REQUEST_DEADLINE)), **user}
@@ -111,6 +126,9 @@ def _reach(uri: str, check):
         return result.get("value")
     if isinstance(error, (FileNotFoundError, NotADirectoryError, PermissionError, ValueError, Unreachable)):
         raise error
+    if type(error).__name__ == "NoCredentialsError":  # botocore's: reachable, but nobody to sign as
+        raise Unreachable(f"no credentials for {uri}{where}: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                          "AWS_SECRET_ACCESS_KEY, or give the node a role with access to the bucket") from None
     raise Unreachable(f"cannot reach {uri}{where}: {type(error).__name__}: {error}") from None
 
 
