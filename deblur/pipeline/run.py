@@ -69,9 +69,9 @@ class Summary:
             total = max(self.seconds, 1e-9)
             rate = f"{self.done / total:.2f} images/s, {self.megapixels / total:.2f} Mpx/s with start-up"
         ran = f"; model in {', '.join(self.precisions)}" if self.precisions else ""
-        ran += f"; {self.listed} inputs listed and diffed in {self.listing:.1f}s" if self.listed else ""
         return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f}s ({rate}{ran}) "
-                f"-> {self.output} (manifest {self.manifest})")
+                f"-> {self.output} (manifest {self.manifest})"
+                + (f"; {self.listed} inputs listed and diffed in {self.listing:.1f}s" if self.listed else ""))
 
 
 class Progress:

@@ -1,7 +1,6 @@
 """Issue 36, cases 11-15: reads never escape the input, never block, are bounded before they are made, and
 bad values fail early and short."""
 
-import io
 import json
 import os
 import socket

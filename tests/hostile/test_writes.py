@@ -10,7 +10,7 @@ import pytest
 
 from deblur.cli import main
 from deblur.core.image import decode
-from deblur.pipeline import lease, sinks
+from deblur.pipeline import lease
 from tests.conftest import textured, write_image
 from tests.hostile.tree import deblur_run, records, snapshot
 
@@ -115,7 +115,7 @@ def test_7_a_root_spelled_with_dots_keeps_the_manifests_ownership(ray_cluster, t
     ours = (out / "a.png").read_bytes()
     s = deblur_run(second, out, seed_checkpoint)  # another input: its a.png gets another name
     assert s.done == 1 and (out / "a.png").read_bytes() == ours
-    assert deblur_run(first, f"../elsewhere/../out", seed_checkpoint).skipped == 1  # not redone
+    assert deblur_run(first, "../elsewhere/../out", seed_checkpoint).skipped == 1  # not redone
 
 
 def test_8_overwrite_redoes_this_sources_outputs_only(ray_cluster, tmp_path, seed_checkpoint):

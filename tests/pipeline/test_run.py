@@ -335,7 +335,7 @@ def test_model_actors_share_a_cluster_of_their_own_and_take_one_cpu_on_a_shared_
     assert actor_cpus(3, 1, 16.0) == actor_cpus(3, 1, 0.0) == 3  # asked for: as asked
 
 
-def test_a_rerun_with_nothing_new_lists_in_the_driver_and_starts_no_ray(tmp_path, seed_checkpoint):
+def test_a_rerun_with_nothing_new_lists_in_the_driver_and_starts_no_ray(ray_cluster, tmp_path, seed_checkpoint):
     """Issue 38: the nightly run that finds nothing new cost more than the run that did the work (a Ray
     cluster, ~80 listing workers). Now the driver lists and diffs before Ray: nothing new, no Ray at all."""
     import subprocess
@@ -347,9 +347,10 @@ def test_a_rerun_with_nothing_new_lists_in_the_driver_and_starts_no_ray(tmp_path
     cmd = [sys.executable, "-m", "deblur.cli", "run", "--model", seed_checkpoint, "--input", str(src), "--output",
            str(out)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(cmd, env={**env, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address},
+                           capture_output=True, text=True, timeout=300)  # the work, on the session's cluster
     assert first.returncode == 0 and "12 done" in first.stdout, first.stderr[-2000:]
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "0 done, 12 skipped, 0 failed" in again.stdout, again.stderr[-2000:]
     assert "12 inputs listed and diffed" in again.stdout
-    assert "started a local cluster" in first.stderr and "started a local cluster" not in again.stderr
+    assert "attached to the cluster" in first.stderr and "ray:" not in again.stderr

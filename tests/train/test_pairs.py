@@ -37,25 +37,39 @@ def test_paired_training_of_the_seed_recipe_matches_synthetic_training(ray_clust
     assert paired["val_psnr"] > 15, paired  # far from the random start's ~6 dB
 
 
-def test_a_gopro_tree_trains_by_steps_with_a_synthetic_share_and_resumes_exactly(ray_cluster, tmp_path):
+def test_nafnet_fine_tunes_on_a_gopro_tree_resumes_exactly_and_loads_back(ray_cluster, tmp_path):
+    """--init NAFNet.pth (spandrel, random weights) on real pairs in the GoPro layout, by steps, with a synthetic
+    share, flips and mixup: a run stopped at step 2 and resumed to 4 with another number of loader workers follows
+    the uninterrupted run exactly (optimiser state, schedule and data restored), and its checkpoints are deblur's
+    (safetensors + config.json naming the architecture), loading back."""
+    import torch
+
+    from deblur.core import checkpoint
+    from tests.core.test_foreign import nafnet, random_weights, save
+
     root = tmp_path / "GOPRO_Large" / "train"
     for seq in range(3):
         for n in range(4):
             sharp = textured(40, 48, seed=10 * seq + n)
             write_image(root / f"GOPR{seq:04d}" / "sharp" / f"{n:06d}.png", sharp)
             write_image(root / f"GOPR{seq:04d}" / "blur" / f"{n:06d}.png", (sharp // 2 + 60).astype("uint8"))
-    common = dict(data=str(tmp_path / "GOPRO_Large"), model="unet", channels=3, model_options={"width": 8},
-                  batch_size=4, patch_size=24, lr=2e-3, flips=True, mixup=0.3, synthetic_share=0.5,
-                  degradation="gaussian:sigma=1..2+noise:sigma=0.01", val_every=2, val_fraction=0.25,
-                  keep_checkpoints=10, loader_workers=0)
-    fit(TrainConfig(output=str(tmp_path / "straight"), steps=4, **common))
-    fit(TrainConfig(output=str(tmp_path / "resumed"), steps=2, **common))
-    fit(TrainConfig(output=str(tmp_path / "resumed"), steps=4, **common))
+    init = save(random_weights(nafnet), tmp_path / "nafnet", "params")
+    common = dict(data=str(tmp_path / "GOPRO_Large"), init=init, batch_size=4, patch_size=24, lr=1e-3, flips=True,
+                  mixup=0.3, synthetic_share=0.5, degradation="gaussian:sigma=1..2+noise:sigma=0.01", val_every=2,
+                  val_fraction=0.25, keep_checkpoints=10)
+    fit(TrainConfig(output=str(tmp_path / "straight"), steps=4, loader_workers=2, **common))
+    fit(TrainConfig(output=str(tmp_path / "resumed"), steps=2, loader_workers=0, **common))
+    best = fit(TrainConfig(output=str(tmp_path / "resumed"), steps=4, loader_workers=1, **common))
     straight, resumed = _metrics(tmp_path / "straight", "step"), _metrics(tmp_path / "resumed", "step")
     assert sorted(straight) == sorted(resumed) == [2, 4]
     for step in (2, 4):
         assert resumed[step]["train_loss"] == pytest.approx(straight[step]["train_loss"], rel=1e-5), step
         assert resumed[step]["val_psnr"] == pytest.approx(straight[step]["val_psnr"], abs=1e-4), step
+    model, config = checkpoint.load(best)
+    assert config["model"] == "spandrel" and config["settings"]["architecture"] == "NAFNet"
+    assert sorted(os.listdir(best)) == ["config.json", "model.safetensors", "optimizer.pt"]
+    before, after = random_weights(nafnet), checkpoint.load_state(best)[0]
+    assert sorted(after) == sorted(before) and any(not torch.equal(after[k], before[k]) for k in before)  # trained
 
 
 def test_bad_pairs_fail_before_ray_and_any_output(tmp_path):
