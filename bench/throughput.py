@@ -9,7 +9,7 @@ Prints, on the same machine in one run:
   - the model stage's own overhead: an identity model restoring one image, ms per image and per Mpx;
   - the peak memory of the process tree (driver, Ray and its workers: the sum of proportional set sizes)
     while one 8000x6000 JPEG goes through, above the same tree idle;
-  - 2,000 32x32 PNGs through the pipeline (``--batch-size 64``) against a bare one-thread loop.
+  - 2,000 32x32 PNGs through the pipeline with its default settings (tasks by bytes) against a bare loop.
 ``--gpu`` runs the model on the GPU (the pipeline with ``--gpu``: one model actor per GPU, decoding and
 encoding on all CPUs); without a GPU it refuses. Run it with the
 package installed (``make install``: the venv's python).
@@ -28,7 +28,6 @@ import numpy as np
 import psutil
 import torch
 from figures import show
-import torch.nn as nn
 
 import deblur
 from deblur.core import checkpoint, models, tiles
@@ -214,7 +213,7 @@ def main() -> None:
         tiny = make_images(os.path.join(tmp, "tiny"), args.tiny, 32, 32, "png")
         f["tiny_bare_images_s"] = args.tiny / loop(tiny, os.path.join(tmp, "tiny-bare"), "png",
                                                    deblur.load(shipped, device))
-        seconds, s = pipeline(os.path.join(tmp, "tiny"), os.path.join(tmp, "tiny-out"), shipped, args, batch_size=64)
+        seconds, s = pipeline(os.path.join(tmp, "tiny"), os.path.join(tmp, "tiny-out"), shipped, args)  # defaults
         f["tiny_pipeline_images_s"] = s.steady_images / seconds if s.steady_images else args.tiny / seconds
         f["tiny_vs_bare"] = f["tiny_pipeline_images_s"] / f["tiny_bare_images_s"]
     if args.big:

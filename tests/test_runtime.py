@@ -150,14 +150,13 @@ def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder, 
 
     def train(flags: list[str]) -> list[str]:
         return [*flags, "train", "--data", str(photo_folder), "--val-data", str(photo_folder), "--output",
-                str(tmp_path / f"run{len(flags)}"), "--epochs", "2", "--batch-size", "2", "--patch-size", "48",
+                str(tmp_path / f"run{len(flags)}"), "--epochs", "1", "--batch-size", "2", "--patch-size", "48",
                 "--workers", "1"]
 
     run = ["run", "--model", seed_checkpoint, "--input", str(photo_folder), "--output", str(tmp_path / "restored")]
     with ThreadPoolExecutor(3) as pool:  # side by side on the session's cluster
         quiet, loud, ran = pool.map(command, (train([]), train(["-v"]), run))
-    for epoch in ("epoch 1/2 ", "epoch 2/2 "):
-        assert quiet.count(epoch) == 1, quiet[-3000:]
+    assert quiet.count("epoch 1/1 ") == 1, quiet[-3000:]
     assert "\x1b[" not in quiet
     assert "warning: 3 of 6 training images are smaller than --patch-size 48 (the smallest is 52x36)" in quiet
     # Ray Data's warning when a dataset starts at an instant with no CPU free is timing, not chatter: three

@@ -27,14 +27,14 @@ def test_paired_training_of_the_seed_recipe_matches_synthetic_training(ray_clust
     for i in range(64):
         write_image(tmp_path / "sharp" / f"{i:03d}.png", textured(28, 28, 1, seed=i))
     write_degraded(DegradeConfig(input=str(tmp_path / "sharp"), output=str(tmp_path / "blurred"), degradation="seed"))
-    common = dict(data=str(tmp_path / "sharp"), model="seed", loss="mse", lr=3e-3, batch_size=8, epochs=6,
-                  patch_size=28, val_fraction=0.2, checkpoint_every=6)
+    common = dict(data=str(tmp_path / "sharp"), model="seed", loss="mse", lr=3e-3, batch_size=8, epochs=40,
+                  patch_size=28, val_fraction=0.2, checkpoint_every=40)
     fit(TrainConfig(output=str(tmp_path / "synthetic"), degradation="seed", **common))
     fit(TrainConfig(output=str(tmp_path / "paired"), paired=str(tmp_path / "blurred"), **common))
-    synthetic, paired = _metrics(tmp_path / "synthetic", "epoch")[6], _metrics(tmp_path / "paired", "epoch")[6]
+    synthetic, paired = _metrics(tmp_path / "synthetic", "epoch")[40], _metrics(tmp_path / "paired", "epoch")[40]
     assert abs(paired["val_psnr"] - synthetic["val_psnr"]) < 0.3, (paired, synthetic)
     assert abs(paired["val_psnr_blurred"] - synthetic["val_psnr_blurred"]) < 0.1  # the same inputs, 8-bit
-    assert paired["val_psnr"] > 15, paired  # far from the random start's ~6 dB
+    assert paired["val_psnr"] > 22, paired  # far from the random start (~6 dB); measured 25.55 (synthetic 25.57)
 
 
 def test_nafnet_fine_tunes_on_a_gopro_tree_resumes_exactly_and_loads_back(ray_cluster, tmp_path):
@@ -57,9 +57,9 @@ def test_nafnet_fine_tunes_on_a_gopro_tree_resumes_exactly_and_loads_back(ray_cl
     common = dict(data=str(tmp_path / "GOPRO_Large"), init=init, batch_size=4, patch_size=24, lr=1e-3, flips=True,
                   mixup=0.3, synthetic_share=0.5, degradation="gaussian:sigma=1..2+noise:sigma=0.01", val_every=2,
                   val_fraction=0.25, keep_checkpoints=10)
-    fit(TrainConfig(output=str(tmp_path / "straight"), steps=4, loader_workers=2, **common))
+    fit(TrainConfig(output=str(tmp_path / "straight"), steps=4, loader_workers=1, **common))
     fit(TrainConfig(output=str(tmp_path / "resumed"), steps=2, loader_workers=0, **common))
-    best = fit(TrainConfig(output=str(tmp_path / "resumed"), steps=4, loader_workers=1, **common))
+    best = fit(TrainConfig(output=str(tmp_path / "resumed"), steps=4, loader_workers=0, **common))
     straight, resumed = _metrics(tmp_path / "straight", "step"), _metrics(tmp_path / "resumed", "step")
     assert sorted(straight) == sorted(resumed) == [2, 4]
     for step in (2, 4):
