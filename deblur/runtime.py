@@ -80,7 +80,10 @@ def ensure_ray() -> None:
     # attaching from a shell (not as a submitted job, whose runtime env jobs/submit.py already made): the
     # cluster's workers get this side's storage settings
     env = storage_env() if address and JOB_CONFIG not in os.environ else {}
-    log.info("ray: attaching to the cluster at %s ..." if address else "ray: starting a local cluster ...", address)
+    if address:
+        log.info("ray: attaching to the cluster at %s ...", address)
+    else:
+        log.info("ray: starting a local cluster ...")
     if not address:  # watched from before it starts: a kill during start-up leaves nothing either
         from deblur import reaper
 

@@ -58,11 +58,6 @@ def rows_per_task(listed: int, batch_size: int, actors: int) -> int:
     return max(1, min(batch_size, listed // (actors * TASKS_PER_ACTOR)))
 
 
-def _blocks(rows: list, per_block: int) -> ray.data.Dataset:
-    """``rows`` as a dataset of blocks of ``per_block`` rows (each block becomes one actor task)."""
-    return ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_block)))
-
-
 def list_inputs(source: str, output: str, fmt: str, known: Known) -> list[InputRow]:
     """An :class:`InputRow` for every entry under ``source`` (with ``bytes`` for memory://, whose files Ray's
     workers cannot see), listed here in the driver before Ray is needed: one recursive listing (an object
@@ -92,7 +87,7 @@ def task_size(rows: list[InputRow], batch_size: int, actors: int) -> int:
 
 def input_rows(rows: list[InputRow], per_task: int) -> ray.data.Dataset:
     """``rows`` as a dataset of blocks of ``per_task`` rows (each becomes one actor task)."""
-    return _blocks(rows, per_task)
+    return ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_task)))
 
 
 def _entries(fs, found: dict[str, dict]) -> dict[str, tuple[str, str, bytes]]:

@@ -8,6 +8,7 @@ Rows of real pairs (:mod:`deblur.core.pairs`) add ``degraded``: the partner, sam
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 import zlib
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 import ray.data
 
+from deblur.core.config import TrainConfig
 from deblur.core.fashion_mnist import FASHION_MNIST, is_fashion_mnist, load_fashion_mnist
 from deblur.core.image import decode
-from deblur.core.pairs import Pairing, PairingError
+from deblur.core.pairs import Pairing, PairingError, check_sizes, find_pairs
 from deblur.core.storage import filesystem, is_process_local, list_images, read_bytes, relative_path, to_pyarrow
+from deblur.pipeline.sinks import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +117,32 @@ def training_datasets(data: str, val_data: str | None, val_fraction: float, pair
         warnings.filterwarnings("ignore", message="Use 'expr' instead of 'fn'")
         return (ds.filter(lambda r: not validation_split(r["name"], val_fraction)),
                 ds.filter(lambda r: validation_split(r["name"], val_fraction)))
+
+
+def training_pairs(cfg: TrainConfig) -> tuple[TrainConfig, Pairing | None, Pairing | None]:
+    """(``cfg`` with pairs' defaults, the pairs of ``--data``, those of ``--val-data``), found and checked
+    (names, then sizes from the headers) before Ray starts. With pairs, ``--degradation`` defaults to ``none``:
+    the real partner is the input, with only the corruptions a spec names added."""
+    if cfg.data.startswith(FASHION_MNIST):
+        return cfg, None, None
+    pairing = find_pairs(cfg.data, cfg.paired, manifest_pairs(cfg.data))
+    if pairing is None:
+        if cfg.synthetic_share > 0:
+            raise ValueError(f"--synthetic-share needs real pairs; none found under {cfg.data} (use --paired)")
+        return cfg, None, None
+    if cfg.degrade_on == "device":
+        raise ValueError("--degrade-on device blurs sharp crops on the device; real pairs are cut on the loader: "
+                         "leave --degrade-on at loader")
+    val_pairing = find_pairs(cfg.val_data, None, manifest_pairs(cfg.val_data)) if cfg.val_data else None
+    for found in filter(None, (pairing, val_pairing)):
+        if found.files:
+            check_sizes(found.files)
+        print(found.note, flush=True)
+    return dataclasses.replace(cfg, degradation=cfg.degradation or "none"), pairing, val_pairing
+
+
+def manifest_pairs(output: str) -> dict[str, str]:
+    """{output URL: input URL} of every image a ``deblur run`` wrote under ``output`` (empty for other folders)."""
+    table = read_manifest(output)
+    return {r["output"]: r["source"] for r in table.to_pylist()
+            if r["status"] == "done" and r["output"] and r["format"] != "parquet"}

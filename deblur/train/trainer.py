@@ -46,13 +46,12 @@ from deblur.core.storage import absolute, check_input, check_output, filesystem,
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
-from deblur.core.pairs import Example, PairedImage, Pairing, check_sizes, crop, find_pairs, with_channels
+from deblur.core.pairs import Example, PairedImage, crop, with_channels
 from deblur.core.restore import resolve_precision
 from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
                                   training_batches, validate)
 from deblur.runtime import ensure_ray, local_model, require_gpus, ship_model
-from deblur.pipeline.sinks import read_manifest
-from deblur.train.datasets import training_datasets
+from deblur.train.datasets import training_datasets, training_pairs
 
 
 def say(line: str) -> None:
@@ -93,35 +92,6 @@ def fit(cfg: TrainConfig) -> str:
             datasets=streamed,
         ).fit()
     return checkpoint.resolve(cfg.output)
-
-
-def training_pairs(cfg: TrainConfig) -> tuple[TrainConfig, Pairing | None, Pairing | None]:
-    """(``cfg`` with pairs' defaults, the pairs of ``--data``, those of ``--val-data``), found and checked
-    (names, then sizes from the headers) before Ray starts. With pairs, ``--degradation`` defaults to ``none``:
-    the real partner is the input, with only the corruptions a spec names added."""
-    if cfg.data.startswith(FASHION_MNIST):
-        return cfg, None, None
-    pairing = find_pairs(cfg.data, cfg.paired, manifest_pairs(cfg.data))
-    if pairing is None:
-        if cfg.synthetic_share > 0:
-            raise ValueError(f"--synthetic-share needs real pairs; none found under {cfg.data} (use --paired)")
-        return cfg, None, None
-    if cfg.degrade_on == "device":
-        raise ValueError("--degrade-on device blurs sharp crops on the device; real pairs are cut on the loader: "
-                         "leave --degrade-on at loader")
-    val_pairing = find_pairs(cfg.val_data, None, manifest_pairs(cfg.val_data)) if cfg.val_data else None
-    for found in filter(None, (pairing, val_pairing)):
-        if found.files:
-            check_sizes(found.files)
-        print(found.note, flush=True)
-    return dataclasses.replace(cfg, degradation=cfg.degradation or "none"), pairing, val_pairing
-
-
-def manifest_pairs(output: str) -> dict[str, str]:
-    """{output URL: input URL} of every image a ``deblur run`` wrote under ``output`` (empty for other folders)."""
-    table = read_manifest(output)
-    return {r["output"]: r["source"] for r in table.to_pylist()
-            if r["status"] == "done" and r["output"] and r["format"] != "parquet"}
 
 
 POLL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")  # Ray's default, 2 s, made each run ~4 s longer (measured):

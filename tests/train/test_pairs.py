@@ -123,7 +123,7 @@ def test_a_run_output_pairs_by_its_manifest_and_refuses_inputs_elsewhere(ray_clu
     from deblur.core.config import PipelineConfig
     from deblur.core.pairs import find_pairs
     from deblur.pipeline.run import run
-    from deblur.train.trainer import manifest_pairs
+    from deblur.train.datasets import manifest_pairs
 
     write_image(tmp_path / "in" / "a.jpg", textured(24, 24))
     write_image(tmp_path / "in" / "sub" / "b.png", textured(24, 24, seed=1))
