@@ -1,5 +1,5 @@
-"""Run by tests/test_multinode.py in its own process: a head and two worker nodes on this machine
-(``ray.cluster_utils.Cluster``); a custom resource ``accel`` stands in for one GPU per worker node.
+"""Run by tests/test_multinode.py in its own process: two nodes on this machine, the head and a worker
+(``ray.cluster_utils.Cluster``); a custom resource ``accel`` stands in for one GPU per node.
 
 Usage: python tests/multinode.py BUCKET_URL  (the S3 endpoint and credentials come from the environment)
 """
@@ -46,10 +46,11 @@ def main(bucket: str) -> None:
     fs = fsspec.filesystem("s3")
     for i in range(8):
         fs.pipe(f"{bucket[5:]}/mn/sharp/s{i}.png", encode(textured(40, 40, 3, seed=i), "png"))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True,
-                                                            "dashboard_port": _free_port()})  # 8265 may be taken
     served, caches = serve_a_model()
-    workers = [cluster.add_node(num_cpus=2, resources={"accel": 1}, env_vars={"DEBLUR_CACHE": c}) for c in caches]
+    node = {"num_cpus": 2, "resources": {"accel": 1}}
+    cluster = Cluster(initialize_head=True, head_node_args={  # a node that works, as a small cluster's head does
+        **node, "env_vars": {"DEBLUR_CACHE": caches[0]}, "include_dashboard": True, "dashboard_port": _free_port()})
+    workers = [cluster.head_node, cluster.add_node(**node, env_vars={"DEBLUR_CACHE": caches[1]})]
     ray.init(address=cluster.address)
     cluster.wait_for_nodes()
     best = fit(TrainConfig(data=f"{bucket}/mn/sharp", val_data=f"{bucket}/mn/sharp", output=f"{bucket}/mn/run",

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ray  # starts Ray of its own: run first (tests/conftest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_two_worker_nodes(s3_endpoint, bucket):
+def test_two_nodes(s3_endpoint, bucket):
     env = {**os.environ, "PYTHONPATH": ROOT}
     env.pop("RAY_ADDRESS", None)
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "multinode.py"), bucket], env=env,

@@ -148,14 +148,14 @@ def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder, 
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout + result.stderr
 
-    def train(flags: list[str]) -> list[str]:
-        return [*flags, "train", "--data", str(photo_folder), "--val-data", str(photo_folder), "--output",
-                str(tmp_path / f"run{len(flags)}"), "--epochs", "1", "--batch-size", "2", "--patch-size", "48",
-                "--workers", "1"]
+    def run(flags: list[str]) -> list[str]:
+        return [*flags, "run", "--model", seed_checkpoint, "--input", str(photo_folder), "--output",
+                str(tmp_path / f"restored{len(flags)}")]
 
-    run = ["run", "--model", seed_checkpoint, "--input", str(photo_folder), "--output", str(tmp_path / "restored")]
+    train = ["train", "--data", str(photo_folder), "--val-data", str(photo_folder), "--output", str(tmp_path / "run"),
+             "--epochs", "1", "--batch-size", "2", "--patch-size", "48", "--workers", "1"]
     with ThreadPoolExecutor(3) as pool:  # side by side on the session's cluster
-        quiet, loud, ran = pool.map(command, (train([]), train(["-v"]), run))
+        quiet, ran, loud = pool.map(command, (train, run([]), run(["-v"])))
     assert quiet.count("epoch 1/1 ") == 1, quiet[-3000:]
     assert "\x1b[" not in quiet
     assert "warning: 3 of 6 training images are smaller than --patch-size 48 (the smallest is 52x36)" in quiet
@@ -163,11 +163,12 @@ def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder, 
     # commands share the session's 4 CPUs (it was this test's failure in CI), so it is kept and left out here
     busy = "currently does not have any available CPUs"
     quiet, ran = ("\n".join(line for line in out.splitlines() if busy not in line) for out in (quiet, ran))
-    for noise in ("Reporting training result", "Running Dataset", "Total Progress", "core_worker.cc", "Warning:"):
+    for noise in ("Reporting training result", "Running Dataset", "Total Progress", "core_worker.cc", "Warning:",
+                  "Starting execution of Dataset"):
         assert noise not in quiet, (noise, quiet[-3000:])
         assert noise not in ran, (noise, ran[-3000:])
-    assert "6 done, 0 skipped, 0 failed" in ran, ran[-3000:]
-    assert "Reporting training result" in loud  # -v: everything
+    assert "6 done, 0 skipped, 0 failed" in ran and "6 done, 0 skipped, 0 failed" in loud, ran[-3000:]
+    assert "Starting execution of Dataset" in loud and "DEBUG " in loud  # -v: everything (Ray Train's lines alike)
 
 
 @pytest.mark.parametrize("command", [["run", "--input", "{src}", "--output", "{out}"],
