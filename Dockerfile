@@ -19,7 +19,7 @@ COPY --chown=ray:users deblur ./deblur
 COPY --chown=ray:users jobs ./jobs
 # this package, every dependency at the version constraints.txt locks
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir -c constraints.txt ".[s3,gcs]" \
+RUN pip install --no-cache-dir -c constraints.txt ".[s3,gcs,openvino]" \
     && python -c "import deblur, torch; deblur.load(); assert torch.version.cuda, torch.__version__"
 
 ENV DEBLUR_HOME=/home/ray/deblur

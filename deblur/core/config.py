@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from deblur.core.settings import (ARTICLE_RECIPE, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADATION_HELP, DEGRADE_ON,
                                   IMAGE_FORMATS, LOSS_NAMES, MODEL_NAMES, MULTI_FRAME, PIPELINE_FORMATS,
-                                  RESTORE_PRECISIONS, SCHEDULE_NAMES, STAGES, TRAIN_PRECISIONS, split_degradation)
+                                  RESTORE_ENGINES, RESTORE_PRECISIONS, SCHEDULE_NAMES, STAGES, TRAIN_PRECISIONS, split_degradation)
 
 T = TypeVar("T", bound="_Config")
 RENAMED_DEGRADATION = ("--blur",)  # the older name of --degradation: accepted with a warning until 0.2
@@ -75,6 +75,8 @@ class RestoreConfig(_Config):
     precision: str = setting("auto", "numeric precision of the model (autocast; default: %(default)s, bf16 on CPUs "
                              "with AMX or AVX512-BF16 and GPUs with bf16, fp32 elsewhere; the summary says which ran)",
                              choices=RESTORE_PRECISIONS)
+    engine: str = setting("auto", "what runs the model (default: %(default)s: openvino where it is installed, the "
+                          "device is the CPU and the model is deblur's own, else eager PyTorch)", choices=RESTORE_ENGINES)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from deblur.core import checkpoint, flips, tiles
+from deblur.core import checkpoint, engines, flips, tiles
 from deblur.core.models import memory_format
 from deblur.core.config import RestoreConfig
 from deblur.core.settings import PRECISION_NAMES
@@ -75,10 +75,11 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def restore_images(model: nn.Module, images: list[np.ndarray], channels: int, device: torch.device, tile: int,
+def restore_images(model: Fn, images: list[np.ndarray], channels: int, device: torch.device, tile: int,
                    pad: int, ensemble: bool = False, precision: str = "fp32",
                    budget: int = 0) -> list[np.ndarray]:
-    """De-blur images (each HW/HWC; grey, RGB or RGBA; uint8, uint16, or float in [0, 1]); each result has
+    """De-blur images with ``model`` (a network, or an engine's callable: :mod:`deblur.core.engines`), each
+    HW/HWC; grey, RGB or RGBA; uint8, uint16, or float in [0, 1]; each result has
     its image's shape and dtype (float input gives float32 [0, 1], unrounded).
 
     Alpha is copied as is; colour images go through a one-channel model channel by channel, grey ones
@@ -137,7 +138,9 @@ class Restorer:
 
     def __init__(self, model: nn.Module, channels: int, device: torch.device, options: RestoreConfig,
                  checkpoint_uri: str = "") -> None:
+        """``options.engine`` and ``options.precision`` concrete (:func:`load` makes them so)."""
         self.model, self.channels, self.device, self.options = model, channels, device, options
+        self.forward = engines.prepare(model, options.engine, device, options.precision)  # converted once, here
         self.checkpoint = checkpoint_uri
         self.config: dict[str, Any] = {}  # the checkpoint's config.json (or a foreign file's), when loaded
 
@@ -157,8 +160,8 @@ class Restorer:
     def restore_many(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Several numpy images at once (:func:`restore_images`): those of one size share model calls."""
         o = self.options
-        return restore_images(self.model, images, self.channels, self.device, o.tile, o.tile_pad, o.self_ensemble,
-                              o.precision)
+        return restore_images(self.forward, images, self.channels, self.device, o.tile, o.tile_pad,
+                              o.self_ensemble, o.precision)
 
     def __repr__(self) -> str:
         return f"Restorer({self.checkpoint or 'model'!r}, device={self.device}, {self.options})"
@@ -168,14 +171,15 @@ def load(model: str | None = None, device: str | torch.device | None = None, **o
     """A :class:`Restorer` for the checkpoint ``model`` (a checkpoint directory or training output, local or
     any fsspec URL; None: the shipped default model) on ``device`` (default: CUDA when available).
     ``options`` are :class:`~deblur.core.config.RestoreConfig` fields: ``tile``, ``tile_pad``,
-    ``self_ensemble``, ``precision`` ("auto", the default, is made concrete for ``device``: see
-    ``restorer.options.precision``)."""
+    ``self_ensemble``, ``precision`` and ``engine`` ("auto", the defaults, are made concrete for ``device``
+    and the model: see ``restorer.options``)."""
     opts = RestoreConfig(**options)
     dev = torch.device(device) if device is not None else default_device()
-    opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev))
     uri = checkpoint.resolve(model)
     net, config = checkpoint.load(uri, dev)
     net = net.to(memory_format=memory_format(net))
+    opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, dev),
+                               engine=engines.resolve_engine(opts.engine, net, dev))
     restorer = Restorer(net, int(config["settings"].get("channels", 1)), dev, honour_needs(net, opts, uri), uri)
     restorer.config = config
     return restorer

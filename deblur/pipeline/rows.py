@@ -62,12 +62,12 @@ class DecodedRow(TypedDict):
     sharpness_before: float
     exif: bytes
     icc: bytes
-    precision: NotRequired[str]  # set by the model stage: the numeric precision it ran in
+    precision: NotRequired[str]  # set by the model stage: the numeric precision and engine it ran in
 
 
 class Record(TypedDict):
     """What happened to one input: ``status`` is one of :data:`STATUSES`; ``megapixels`` and
-    ``precision`` (the model's numeric precision, e.g. "fp32") are set for done ones; ``written``: when its
+    ``precision`` (the model's numeric precision and engine, e.g. "bf16 (openvino)") are set for done ones; ``written``: when its
     batch's manifest rows were written (seconds since the epoch; their ``time``)."""
 
     path: str

@@ -89,7 +89,7 @@ def _decode(batch: Batch, root: str = "", max_megapixels: float = 0.0, max_pixel
 class ModelStage:
     """Ray Data actor: loads the checkpoint once, when it first has an image to restore (a run whose
     inputs are all skipped never loads it), restores each DecodedRow's pixels in place (images of one size
-    share model calls) and names the precision it ran in."""
+    share model calls) and names the precision and engine it ran in."""
 
     def __init__(self, checkpoint_uri: str, gpu: bool, options: dict[str, Any], model: str | None = None,
                  shipped: Any = None) -> None:
@@ -136,7 +136,8 @@ class ModelStage:
                     pixels[i] = self.restorer.restore_array(pixels[i])
                 except RuntimeError as e:
                     pixels[i], errors[i] = None, _error(e)
-        precision = [self.restorer.options.precision] * len(pixels)
+        o = self.restorer.options
+        precision = [f"{o.precision} ({o.engine})"] * len(pixels)
         return {**batch, "pixels": pixels, "error": errors, "precision": precision}
 
 

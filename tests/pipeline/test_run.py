@@ -16,9 +16,9 @@ from tests.core.test_image import bomb_png
 
 
 def _run(src, out, ck, fmt="png", **kw):
-    """One run in fp32 with one model actor (each actor is a process importing torch: tests that need two
-    ask for them)."""
-    kw = {"precision": "fp32", "workers": 1, "batch_size": 2, **kw}
+    """One run in fp32 on eager PyTorch with one model actor (each actor is a process importing torch: tests
+    that need two ask for them)."""
+    kw = {"precision": "fp32", "engine": "eager", "workers": 1, "batch_size": 2, **kw}
     return run(PipelineConfig(input=str(src), output=str(out), model=ck, format=fmt, **kw))
 
 
@@ -40,7 +40,7 @@ def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, pho
     first = _run(photo_folder, out, seed_checkpoint, fmt, stages=arrangement, workers=2)  # two writing at once
     assert (first.done, first.skipped, first.failed) == (8, 0, 0)
     assert 0 < first.startup < first.seconds and 0 < first.steady_images < 8  # throughput after the first result
-    assert re.search(r"in [\d.]+s \(start-up [\d.]+s, then [\d.]+ images/s, [\d.]+ Mpx/s; model in fp32\)",
+    assert re.search(r"in [\d.]+s \(start-up [\d.]+s, then [\d.]+ images/s, [\d.]+ Mpx/s; model in fp32 \(eager\)\)",
                      first.line())  # _run pins fp32: the seed checkpoint's outputs are compared exactly below
     inputs = sorted(str(p) for p in photo_folder.rglob("*.png"))
     manifest = _manifest(out)

@@ -26,12 +26,12 @@ def _inputs(tmp_path, sizes):
 def test_the_fused_stage_restores_small_images_together_and_writes_chunk_by_chunk(tmp_path, seed_checkpoint):
     out = str(tmp_path / "out")
     sink = {"fmt": "png", "output": out, "run": "r1", "model_id": "seed-x"}
-    stage = FusedStage(seed_checkpoint, False, {"precision": "fp32"}, sink, {}, budget=3 * 32 * 32)
+    stage = FusedStage(seed_checkpoint, False, {"precision": "fp32", "engine": "eager"}, sink, {}, budget=3 * 32 * 32)
     calls = []
     stage.restorer.model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     records = stage(_inputs(tmp_path, [(32, 32)] * 3 + [(64, 48)] + [(32, 32)] * 2))
     assert tuple(records) == RECORD_KEYS and records["status"] == ["done"] * 6
-    assert set(records["precision"]) == {"fp32"}
+    assert set(records["precision"]) == {"fp32 (eager)"}  # eager: its calls are counted with a forward hook
     # chunks of the budget's pixels: three small images, the large one alone, the last two; each chunk is one
     # model call (the seed model is grey: each image gives 3 planes)
     assert calls == [9, 3, 6]

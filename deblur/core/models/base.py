@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,3 +36,19 @@ class Model(nn.Module):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.settings = settings
+
+    @property
+    def multiple(self) -> int:
+        """The network computes on sides that are multiples of this (1: any); ``forward`` pads other sizes
+        with :func:`pad_to_multiple` and crops its result back."""
+        return 1
+
+
+def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """``x`` (NCHW) padded at the bottom and right to sides that are multiples of ``m``: mirrored, or repeated
+    where a side is too short to mirror; ``x`` itself when its sides already are."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % m, -w % m
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from deblur.core.models.base import Model, Settings
+from deblur.core.models.base import Model, Settings, pad_to_multiple
 
 
 class ResBlock(nn.Module):
@@ -98,12 +98,13 @@ class UNet(Model):
         nn.init.zeros_(self.outro.weight)  # starts as the identity: output == input
         nn.init.zeros_(self.outro.bias)
 
+    @property
+    def multiple(self) -> int:
+        return 2 ** len(self.encoders)  # one halving per encoder scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        m = 2 ** len(self.encoders)
-        ph, pw = -h % m, -w % m
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        y = F.pad(x, (0, pw, 0, ph), mode=mode) if ph or pw else x
+        y = pad_to_multiple(x, self.multiple)
         feat = self.intro(y)
         skips = []
         for enc, down in zip(self.encoders, self.downs):
