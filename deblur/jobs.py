@@ -103,7 +103,19 @@ def main(argv: list[str] | None = None, runtime_env: dict | None = None) -> int:
     while (status := str(client.get_job_status(sid).value)) in GOING:
         time.sleep(2)
     print(f"{args.id}: attempt {sid} {status}")
+    if status != OK:
+        print(cause(client, sid, args.address), file=sys.stderr)
     return 0 if status == OK else 1
+
+
+def cause(client, sid: str, address: str, lines: int = 15) -> str:
+    """Why attempt ``sid`` did not succeed: the last ``lines`` of its log, and the command that shows all of it."""
+    try:
+        tail = client.get_job_logs(sid).rstrip().splitlines()[-lines:]
+    except Exception as e:  # the cluster went away meanwhile: say so, the status stands
+        tail = [f"(its log could not be read: {type(e).__name__}: {str(e).strip()[:200]})"]
+    return "\n".join([f"{sid}: the end of its log:", *(f"  {line}" for line in tail),
+                      f"all of it: ray job logs --address {address} {sid}"])
 
 
 if __name__ == "__main__":

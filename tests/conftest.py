@@ -26,6 +26,11 @@ def pytest_configure(config) -> None:
     follows) in a folder of this test process's own, set before any Ray starts and inherited by every command a
     test runs: no test attaches to a head the user runs here, nor to a parallel test worker's."""
     config._deblur_ray_tmpdir = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="deblur-ray-")
+    # the tests' clusters are local, as a command's own is: no node is ever drained, so no preemption watcher
+    # (a process per training run; deblur.train.trainer turns it off on a command's own local cluster alike)
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    # deblur's cache (public models, converted models) in that folder too: nothing written to the user's home
+    os.environ["DEBLUR_CACHE"] = os.path.join(config._deblur_ray_tmpdir, "deblur-cache")
 
 
 def pytest_unconfigure(config) -> None:

@@ -223,6 +223,7 @@ def test_the_nightly_trigger_retries_a_failed_run_and_never_doubles_one(head, tm
     run = f"deblur-nightly-{time.time_ns()}"
     first = _trigger(head, home, run, *job)
     assert first.returncode == 1 and f"attempt {run}-1 FAILED" in first.stdout, first.stdout + first.stderr
+    assert "  nightly" in first.stderr and f"ray job logs --address {head['address']} {run}-1" in first.stderr  # why
     second = _trigger(head, home, run, *job)  # the next trigger retries it
     assert second.returncode == 0 and f"submitted attempt {run}-2 (after 1 failed)" in second.stdout
     assert f"attempt {run}-2 SUCCEEDED" in second.stdout

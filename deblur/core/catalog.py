@@ -121,8 +121,14 @@ def is_name(uri: str | None) -> bool:
     return bool(uri) and "/" not in uri and "\\" not in uri and not os.path.exists(uri) and uri in entries()
 
 
+def cache_root() -> str:
+    """deblur's cache folder: ``$DEBLUR_CACHE``, else ``~/.cache/deblur`` (public models, converted models)."""
+    return os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "deblur")
+
+
 def cache_dir() -> str:
-    return os.path.join(os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "deblur"), "models")
+    """Where public models' files are kept."""
+    return os.path.join(cache_root(), "models")
 
 
 def cached_path(e: Entry) -> str:

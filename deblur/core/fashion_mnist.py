@@ -14,6 +14,7 @@ import struct
 
 import numpy as np
 
+from deblur.core.catalog import cache_root
 from deblur.core.storage import filesystem, read_bytes
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,8 @@ def _verify(name: str, data: bytes, md5: str) -> None:
 
 
 def default_cache() -> str:
-    """Where the download is kept: ``~/.cache/deblur/fashion-mnist``."""
-    return os.path.expanduser("~/.cache/deblur/fashion-mnist")
+    """Where the download is kept: ``fashion-mnist`` in deblur's cache (``$DEBLUR_CACHE``, else ``~/.cache/deblur``)."""
+    return os.path.join(cache_root(), "fashion-mnist")
 
 
 def load_fashion_mnist(source: str | None, cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -50,7 +50,7 @@ from deblur.core.pairs import Example, PairedImage, crop, with_channels
 from deblur.core.restore import resolve_precision
 from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
                                   training_batches, validate)
-from deblur.runtime import ensure_ray, local_model, require_gpus, ship_model
+from deblur.runtime import cluster_is_ours, ensure_ray, local_model, require_gpus, ship_model
 from deblur.train.datasets import training_datasets, training_pairs
 
 
@@ -82,7 +82,7 @@ def fit(cfg: TrainConfig) -> str:
         require_gpus()
     streamed, shards = worker_data(cfg, *training_datasets(cfg.data, cfg.val_data, cfg.val_fraction, pairing,
                                                            val_pairing))
-    with _quick_polls():
+    with _train_settings(local=cluster_is_ours()):
         _Trainer(
             train_loop,
             train_loop_config={"config": cfg.to_dict(), "shards": shards, "init": ship_model(cfg.init)},
@@ -96,21 +96,23 @@ def fit(cfg: TrainConfig) -> str:
 
 POLL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")  # Ray's default, 2 s, made each run ~4 s longer (measured):
 # its controller moves from state to state (workers started, running, finished) only at its next poll
+NO_PREEMPTION = ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # an actor per run that watches for nodes being
+# drained (spot instances): on the command's own local cluster there are none, and it is one process less
 
 
 @contextlib.contextmanager
-def _quick_polls() -> Iterator[None]:
-    """Ray Train's controller polls its workers every :data:`POLL` seconds in this block (it reads the
-    variable where the trainer is made and passes it on); a value the user set is kept."""
-    name, value = POLL
-    if name in os.environ:
-        yield
-        return
-    os.environ[name] = value
+def _train_settings(local: bool) -> Iterator[None]:
+    """Ray Train's settings for a fit made in this block (it reads them where the trainer is made and passes
+    them on): :data:`POLL`, and :data:`NO_PREEMPTION` on a ``local`` cluster (the command's own); a value the
+    user set is kept."""
+    chosen = [POLL, NO_PREEMPTION] if local else [POLL]
+    ours = {name: value for name, value in chosen if name not in os.environ}
+    os.environ.update(ours)
     try:
         yield
     finally:
-        os.environ.pop(name, None)
+        for name in ours:
+            os.environ.pop(name, None)
 
 
 def worker_data(cfg: TrainConfig, train_ds: ray.data.Dataset, val_ds: ray.data.Dataset

@@ -54,3 +54,20 @@ def test_auto_is_openvino_for_deblurs_models_on_the_cpu_and_eager_for_foreign_on
 def test_openvino_refuses_a_device_it_does_not_run_on():
     with pytest.raises(ValueError, match="runs on the CPU.*--engine eager"):
         engines.prepare(random_model("seed", 3), "openvino", torch.device("cuda"), "fp32")
+
+
+def test_a_converted_model_is_cached_and_a_damaged_entry_converted_again(tmp_path, monkeypatch):
+    """Converting traces the network (~1 s an actor): done once per network and OpenVINO version, read back
+    after; other weights are another entry; a damaged entry is converted again, with the same results."""
+    monkeypatch.setenv("DEBLUR_CACHE", str(tmp_path))
+    net, other = random_model("unet", 3, seed=1), random_model("unet", 3, seed=2)
+    x = torch.rand(2, 3, 24, 40).contiguous(memory_format=torch.channels_last)
+    first = engines.prepare(net, "openvino", CPU, "fp32")(x)
+    entries = sorted(p.name for p in (tmp_path / "openvino").iterdir())
+    assert len(entries) == 2 and entries[0].endswith(".bin") and entries[1].endswith(".xml")
+    assert torch.equal(engines.prepare(net, "openvino", CPU, "fp32")(x), first)  # read back: the same results
+    engines.prepare(other, "openvino", CPU, "fp32")
+    assert len(list((tmp_path / "openvino").iterdir())) == 4  # other weights: an entry of their own
+    (tmp_path / "openvino" / entries[1]).write_text("<not a model")
+    again = engines.prepare(net, "openvino", CPU, "fp32")(x)
+    assert torch.equal(again, first) and (tmp_path / "openvino" / entries[1]).read_text().startswith("<?xml")

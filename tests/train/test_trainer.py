@@ -154,18 +154,23 @@ def test_the_fashion_mnist_download_fails_before_ray_and_any_output(tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
-def test_ray_trains_controller_polls_quickly_during_a_fit_unless_the_user_said_otherwise(monkeypatch):
-    """Ray's 2 s poll made each run ~4 s longer; the setting is propagated from where the trainer is made."""
+def test_ray_trains_settings_during_a_fit_unless_the_user_said_otherwise(monkeypatch):
+    """Ray's 2 s poll made each run ~4 s longer, and its preemption watcher is a process per run that a local
+    cluster has no use for; the settings are propagated from where the trainer is made."""
     import os
 
-    from deblur.train.trainer import POLL, _quick_polls
+    from deblur.train.trainer import NO_PREEMPTION, POLL, _train_settings
 
-    name, value = POLL
-    monkeypatch.delenv(name, raising=False)
-    with _quick_polls():
-        assert os.environ[name] == value
-    assert name not in os.environ
-    monkeypatch.setenv(name, "3")
-    with _quick_polls():
-        assert os.environ[name] == "3"
-    assert os.environ[name] == "3"
+    (poll, quick), (watcher, off) = POLL, NO_PREEMPTION
+    monkeypatch.delenv(poll, raising=False)
+    monkeypatch.delenv(watcher, raising=False)
+    with _train_settings(local=True):
+        assert os.environ[poll] == quick and os.environ[watcher] == off
+    assert poll not in os.environ and watcher not in os.environ
+    with _train_settings(local=False):  # a shared cluster's nodes may be drained: Ray's watcher stays
+        assert os.environ[poll] == quick and watcher not in os.environ
+    monkeypatch.setenv(poll, "3")
+    monkeypatch.setenv(watcher, "1")
+    with _train_settings(local=True):
+        assert os.environ[poll] == "3" and os.environ[watcher] == "1"
+    assert os.environ[poll] == "3" and os.environ[watcher] == "1"
