@@ -159,19 +159,15 @@ def describe(uri: str | None) -> dict[str, Any]:
     """What the checkpoint ``uri`` is (None: the shipped model): architecture, parameters, multiply-
     accumulates per pixel (every convolution and matrix product, counted by torch's FlopCounterMode on a
     64x64 input), size needs, precisions, tiling, and where it came from."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     uri = resolve(uri)
     model, config = load(uri)
     channels = int(config["settings"].get("channels", 3))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.rand(1, channels, 64, 64))
+    parameters, macs = models.cost(model, channels)
     foreign_model = isinstance(model, foreign.ForeignModel)
     return {
         "checkpoint": uri, "id": model_id(uri, config),
         "architecture": config["settings"]["architecture"] if foreign_model else config["model"],
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "macs_per_pixel": counter.get_total_flops() / 2 / 64**2, "channels": channels,
+        "parameters": parameters, "macs_per_pixel": macs, "channels": channels,
         "size_requirements": config.get("size_requirements", {"minimum": 0, "multiple_of": 1, "square": False}),
         "precisions": config.get("precisions", ["bf16", "fp16", "fp32"]), "tiling": config.get("tiling", "supported"),
         "licence": ("architecture code: spandrel's core package (permissive licences); weights: their "

@@ -237,19 +237,6 @@ def parse_degradation(spec: str) -> Degradation:
     return deg
 
 
-def _part_spec(obj: Any) -> str:
-    parts = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        parts.append(f"{f.name}={value[0]}..{value[1]}" if isinstance(value, tuple) else f"{f.name}={value}")
-    return obj.name + (":" + ",".join(parts) if parts else "")
-
-
-def degradation_spec(deg: Degradation) -> str:
-    """The canonical spec string of ``deg`` (inverse of :func:`parse_degradation`)."""
-    return "+".join(_part_spec(p) for p in (deg.blur, *deg.corruptions))
-
-
 def window(shape: tuple[int, ...], size: int, rng: np.random.Generator, center: bool = False) -> tuple[int, int]:
     """Top-left (y, x) of a ``size`` x ``size`` window in an image of ``shape`` (random, or central)."""
     h, w = shape[:2]

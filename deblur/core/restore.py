@@ -26,15 +26,6 @@ PRECISIONS: Registry[torch.dtype | None] = Registry("precision", {
     "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}, PRECISION_NAMES)  # "auto": resolve_precision
 
 
-def tiled(fn: Fn, x: torch.Tensor, tile: int, pad: int, budget: int = 0) -> torch.Tensor:
-    """``fn`` (NCHW -> NCHW, same size) applied to ``x`` (1 x C x H x W float32 [0, 1]) in windows of at most
-    ``tile`` pixels with ``pad`` of context (:mod:`deblur.core.tiles`); 1 x C x H x W float32 [0, 1]."""
-    src = x[0].permute(1, 2, 0).cpu().numpy()
-    out = np.empty_like(src)
-    tiles.run(fn, [tiles.Plane(src, out, 1.0)], tile, pad, x.device, budget, memory_format(fn))
-    return torch.from_numpy(out).permute(2, 0, 1)[None].to(x.device)
-
-
 def self_ensemble(fn: Fn) -> Fn:
     """``fn`` averaged over the 8 flips/rotations of its NCHW input (each undone on the output): the
     "x8 self-ensemble" of restoration papers, 8x the compute for a cleaner result."""
@@ -118,12 +109,6 @@ def _planes(img: np.ndarray, out: np.ndarray, channels: int) -> list[tiles.Plane
     return [tiles.Plane(src, dst, top, expand=channels if src.shape[2] == 1 else 0)]
 
 
-def restore_image(model: nn.Module, img: np.ndarray, channels: int, device: torch.device, tile: int, pad: int,
-                  ensemble: bool = False, precision: str = "fp32") -> np.ndarray:
-    """One image through :func:`restore_images`: same shape and dtype as ``img``."""
-    return restore_images(model, [img], channels, device, tile, pad, ensemble, precision)[0]
-
-
 def default_device() -> torch.device:
     """The first CUDA GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -154,7 +139,7 @@ class Restorer:
         raise TypeError(f"expected a numpy array or a PIL image, got {type(img).__name__}")
 
     def restore_array(self, img: np.ndarray) -> np.ndarray:
-        """:func:`restore_image` with this restorer's model and options."""
+        """One numpy image (:meth:`restore_many`)."""
         return self.restore_many([img])[0]
 
     def restore_many(self, images: list[np.ndarray]) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ from tests.conftest import random_model
 
 
 def test_seed_has_the_articles_parameter_count():
-    assert models.count_parameters(models.build("seed")) == 22_057
+    assert models.cost(models.build("seed"), 1)[0] == 22_057
 
 
 def keras_same_conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -107,14 +107,14 @@ def test_seed_is_linear_before_the_sigmoid():
 
 
 def test_macs_per_pixel_counts_every_convolution():
-    assert models.macs_per_pixel(models.build("seed")) == 21_824  # sum of k*k*c_in*c_out over the 8 layers
+    assert models.cost(models.build("seed"), 1)[1] == 21_824  # sum of k*k*c_in*c_out over the 8 layers
     unet = models.build("unet")
-    assert 50_000 < models.macs_per_pixel(unet) < 200_000
+    assert 50_000 < models.cost(unet, 3)[1] < 200_000
 
 
 def test_the_default_model_is_a_residual_unet_that_starts_as_the_identity():
     model = models.build(models.DEFAULT).eval()
-    assert 100_000 < models.count_parameters(model) < 5_000_000
+    assert 100_000 < models.cost(model, 3)[0] < 5_000_000
     x = torch.rand(1, 3, 37, 45)
     with torch.no_grad():
         assert torch.equal(model(x), x)
@@ -127,8 +127,7 @@ def test_the_readme_states_each_models_parameters_and_macs(name):
     row = re.search(rf"^\| `{name}`[^|]*\|[^|]*\| ([\d,]+) \| ([\d,]+)", readme, re.M)
     assert row, f"no row for {name} in the README's model table"
     model = models.build(name, channels=1 if name == "seed" else 3)
-    assert int(row[1].replace(",", "")) == models.count_parameters(model)
-    assert int(row[2].replace(",", "")) == models.macs_per_pixel(model)
+    assert (int(row[1].replace(",", "")), int(row[2].replace(",", ""))) == models.cost(model, model.settings.channels)
 
 
 def test_unknown_settings_are_clear_errors():

@@ -7,10 +7,23 @@ import torch.nn.functional as F
 from PIL import Image
 
 import deblur
-from deblur.core import checkpoint, flips, models
-from deblur.core.restore import BatchRestorer, restore_image, self_ensemble, tiled
+from deblur.core import checkpoint, flips, models, tiles
+from deblur.core.restore import BatchRestorer, restore_images, self_ensemble
 from tests.conftest import random_model, textured
 
+
+
+def tiled(fn, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
+    """``fn`` (NCHW -> NCHW) on ``x`` (1 x C x H x W float32 [0, 1]) in windows of at most ``tile`` pixels with
+    ``pad`` of context, as restore_images runs a model; 1 x C x H x W float32 [0, 1]."""
+    src = x[0].permute(1, 2, 0).cpu().numpy()
+    out = np.empty_like(src)
+    tiles.run(fn, [tiles.Plane(src, out, 1.0)], tile, pad, x.device, 0, models.memory_format(fn))
+    return torch.from_numpy(out).permute(2, 0, 1)[None].to(x.device)
+
+
+def restore_image(model, img: np.ndarray, channels: int, device: torch.device, tile: int, pad: int) -> np.ndarray:
+    return restore_images(model, [img], channels, device, tile, pad)[0]
 
 # What the README says of tiles against the whole image, per model: exact where the padding covers the
 # receptive field (seed: radius 8), else a PSNR floor measured with the shipped weights (the U-Net sees

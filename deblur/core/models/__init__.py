@@ -59,27 +59,12 @@ def memory_format(model: object) -> torch.memory_format:
     return getattr(model, "memory_format", torch.contiguous_format)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 @torch.no_grad()
-def macs_per_pixel(model: Model, size: int = 64) -> float:
-    """Multiply-accumulates per output pixel of one forward pass (convolutions only), at ``size`` x ``size``."""
-    total = 0
+def cost(model: nn.Module, channels: int, side: int = 64) -> tuple[int, float]:
+    """(parameters, multiply-accumulates per pixel of one forward pass in eval mode: every convolution and
+    matrix product, counted by torch's FlopCounterMode on a ``side`` x ``side`` input of ``channels``)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.ConvTranspose2d):
-            total += inputs[0].numel() * module.weight[0].numel()
-        else:
-            total += output.numel() * module.weight[0].numel()
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
-    try:
-        model.eval()(torch.zeros(1, model.settings.channels, size, size))
-    finally:
-        for h in hooks:
-            h.remove()
-    return total / size**2
+    with FlopCounterMode(display=False) as counter:
+        model.eval()(torch.rand(1, channels, side, side))
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 2 / side**2
