@@ -48,3 +48,12 @@ def test_a_sized_terminal_gets_a_bar_of_its_width():
 def test_a_redirected_stream_gets_no_bar():
     done = subprocess.run([sys.executable, "-c", COUNT], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_redirected_stream_gets_a_line_now_and_then():
+    """A log (deblur eval's, a job's) shows the work going on: a line every so often, no frames."""
+    count = COUNT.replace("unit='img')", "unit='img', every=0)")
+    done = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, timeout=60)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 0 and [ln.split(" after ")[0] for ln in lines] == [f"counting: {i}/3 img" for i in (1, 2, 3)]
+    assert "\r" not in done.stderr
