@@ -3,7 +3,7 @@
 - ``eager``: PyTorch as it is, under autocast at the run's precision (:func:`deblur.core.restore.autocast`).
 - ``openvino``: the network converted to Intel's OpenVINO runtime (the ``openvino`` extra; converted once and
   kept in deblur's cache, ``$DEBLUR_CACHE/openvino``, then compiled once per process), which runs it on the CPU
-  in the run's precision (bf16 where the CPU computes it). On a 2-core Xeon with AMX it restores 1.6x the
+  in the run's precision (bf16 where the CPU computes it). On a 2-core Xeon with AMX it restores 1.4-1.6x the
   pixels a second of eager bf16, within 0.003 dB of eager fp32 (``bench/engines.py`` prints the figures).
 - ``compile``: ``torch.compile`` (compiled on each new window shape, so it pays off on long runs only).
 
