@@ -37,11 +37,11 @@ def test_paired_training_of_the_seed_recipe_matches_synthetic_training(ray_clust
     assert paired["val_psnr"] > 22, paired  # far from the random start (~6 dB); measured 25.55 (synthetic 25.57)
 
 
-def test_nafnet_fine_tunes_on_a_gopro_tree_resumes_exactly_and_loads_back(ray_cluster, tmp_path):
+def test_nafnet_fine_tunes_on_a_gopro_tree_resumes_exactly_and_loads_back(ray_cluster, tmp_path, capfd):
     """--init NAFNet.pth (spandrel, random weights) on real pairs in the GoPro layout, by steps, with a synthetic
-    share, flips and mixup: a run stopped at step 2 and resumed to 4 with another number of loader workers follows
-    the uninterrupted run exactly (optimiser state, schedule and data restored), and its checkpoints are deblur's
-    (safetensors + config.json naming the architecture), loading back."""
+    share, flips and mixup: a run whose step-4 checkpoint was cut short resumes after step 2, with another number
+    of loader workers, and its step 4 is the uninterrupted run's exactly (optimiser state, schedule and data
+    restored); its checkpoints are deblur's (safetensors + config.json naming the architecture), loading back."""
     import torch
 
     from deblur.core import checkpoint
@@ -57,14 +57,20 @@ def test_nafnet_fine_tunes_on_a_gopro_tree_resumes_exactly_and_loads_back(ray_cl
     common = dict(data=str(tmp_path / "GOPRO_Large"), init=init, batch_size=4, patch_size=24, lr=1e-3, flips=True,
                   mixup=0.3, synthetic_share=0.5, degradation="gaussian:sigma=1..2+noise:sigma=0.01", val_every=2,
                   val_fraction=0.25, keep_checkpoints=10)
-    fit(TrainConfig(output=str(tmp_path / "straight"), steps=4, loader_workers=1, **common))
-    fit(TrainConfig(output=str(tmp_path / "resumed"), steps=2, loader_workers=0, **common))
-    best = fit(TrainConfig(output=str(tmp_path / "resumed"), steps=4, loader_workers=0, **common))
-    straight, resumed = _metrics(tmp_path / "straight", "step"), _metrics(tmp_path / "resumed", "step")
-    assert sorted(straight) == sorted(resumed) == [2, 4]
-    for step in (2, 4):
-        assert resumed[step]["train_loss"] == pytest.approx(straight[step]["train_loss"], rel=1e-5), step
-        assert resumed[step]["val_psnr"] == pytest.approx(straight[step]["val_psnr"], abs=1e-4), step
+    run = tmp_path / "run"
+    fit(TrainConfig(output=str(run), steps=4, loader_workers=1, **common))
+    straight = _metrics(run, "step")
+    assert sorted(straight) == [2, 4]
+    weights = run / "step_00000004" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a crash while step 4 was being written
+    capfd.readouterr()
+    best = fit(TrainConfig(output=str(run), steps=4, loader_workers=0, **common))  # resumes after step 2
+    said = capfd.readouterr().out
+    assert "skipping checkpoint" in said and "resuming after step 2 " in said, said[-2000:]  # not from scratch
+    resumed = _metrics(run, "step")
+    assert sorted(resumed) == [2, 4]
+    assert resumed[4]["train_loss"] == pytest.approx(straight[4]["train_loss"], rel=1e-5)  # steps 3-4 again,
+    assert resumed[4]["val_psnr"] == pytest.approx(straight[4]["val_psnr"], abs=1e-4)  # exactly as the first time
     model, config = checkpoint.load(best)
     assert config["model"] == "spandrel" and config["settings"]["architecture"] == "NAFNet"
     assert sorted(os.listdir(best)) == ["config.json", "model.safetensors", "optimizer.pt"]
