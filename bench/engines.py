@@ -41,10 +41,18 @@ def pair(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rows(cpu_bf16: bool) -> list[tuple[str, str]]:
-    """(engine, precision) pairs to measure on this CPU: bf16 only where it computes it."""
+    """(engine, precision) pairs to measure on this CPU: bf16 only where it computes it. ``compile`` is
+    ``torch.compile``, measured beside the engines (it is not one: see deblur.core.engines)."""
     precisions = ["fp32", "bf16"] if cpu_bf16 else ["fp32"]
-    names = [e for e in engines.ENGINES if e != "openvino" or engines.openvino_installed()]
+    names = ["compile", *(e for e in engines.ENGINES if e != "openvino" or engines.openvino_installed())]
     return [(e, p) for e in names for p in precisions]
+
+
+def prepare(net: torch.nn.Module, engine: str, precision: str, compiled: dict) -> object:
+    """The callable for ``engine`` (one ``torch.compile`` of ``net`` for both precisions)."""
+    if engine == "compile":
+        return compiled.setdefault("fn", torch.compile(net))
+    return engines.prepare(net, engine, torch.device("cpu"), precision)
 
 
 def main() -> None:
@@ -62,9 +70,10 @@ def main() -> None:
     net = net.to(memory_format=memory_format(net))
     figures: dict[str, object] = {"size": args.size, "threads": args.threads,
                                   "blurred PSNR (dB)": round(psnr(blurred, sharp), 2)}
+    compiled: dict = {}
     for engine, precision in rows(bf16_hardware(cpu)):
         t0 = time.perf_counter()
-        fn = engines.prepare(net, engine, cpu, precision)
+        fn = prepare(net, engine, precision, compiled)
         prepared = time.perf_counter() - t0
         out = restore_images(fn, [blurred], 3, cpu, 512, 32, precision=precision)[0]  # compiles, warms up
         n, t0 = 0, time.perf_counter()

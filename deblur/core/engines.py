@@ -5,7 +5,9 @@
   kept in deblur's cache, ``$DEBLUR_CACHE/openvino``, then compiled once per process), which runs it on the CPU
   in the run's precision (bf16 where the CPU computes it). On a 2-core Xeon with AMX it restores 1.4-1.6x the
   pixels a second of eager bf16, within 0.003 dB of eager fp32 (``bench/engines.py`` prints the figures).
-- ``compile``: ``torch.compile`` (compiled on each new window shape, so it pays off on long runs only).
+- ``torch.compile`` was measured beside them (``bench/engines.py``: 1.26x eager bf16, below OpenVINO's 1.42x)
+  and is not an engine: it builds again for each new window shape (3-15 s of CPU each here), which a run over
+  photos of many sizes would pay again and again.
 
 ``auto`` (the default) is ``openvino`` where it is installed, the device is the CPU and the model is one of
 deblur's own (a foreign architecture may not convert), else ``eager``.
@@ -61,16 +63,6 @@ def prepare(net: nn.Module, engine: str, device: torch.device, precision: str) -
 def eager(net: nn.Module, device: torch.device, precision: str) -> Fn:
     """The model itself (the caller's autocast sets its precision)."""
     return net
-
-
-class Compiled:
-    """``torch.compile`` of the model (the caller's autocast sets its precision)."""
-
-    def __init__(self, net: nn.Module, device: torch.device, precision: str) -> None:
-        self.fn, self.memory_format = torch.compile(net), memory_format(net)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 class OpenVINO:
@@ -151,4 +143,4 @@ def _save(ov: Any, model: Any, path: str) -> None:
 
 
 ENGINES: Registry[Callable[[nn.Module, torch.device, str], Fn]] = Registry(
-    "engine", {"eager": eager, "compile": Compiled, "openvino": OpenVINO}, ENGINE_NAMES)
+    "engine", {"eager": eager, "openvino": OpenVINO}, ENGINE_NAMES)

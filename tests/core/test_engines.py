@@ -12,20 +12,17 @@ from deblur.core.settings import ENGINE_NAMES
 from tests.conftest import random_model, textured
 
 CPU = torch.device("cpu")
-# torch.compile pays a C++ build per window shape (~15 s of CPU here): checked on one model at one size
-SLOW = {"compile"}
 
 
-@pytest.mark.parametrize("name, engine", [(n, e) for e in ENGINE_NAMES for n in models.names()
-                                           if e not in SLOW or n == "seed"])
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("name", models.names())
 def test_every_engine_restores_what_eager_pytorch_does(name, engine):
     net = random_model(name, 3)
     net = net.to(memory_format=models.memory_format(net))  # as deblur.load() places it
-    sizes = [(40, 52)] if engine in SLOW else [(40, 52), (37, 61), (64, 64)]  # odd sides: padded inside, cropped
-    tile = 64 if engine in SLOW else 48  # SLOW: one window, one shape, one build; else windows of several shapes
+    sizes = [(40, 52), (37, 61), (64, 64)]  # odd sides: padded inside, cropped
     images = [textured(h, w, 3, seed=i) for i, (h, w) in enumerate(sizes)]
-    expected = restore_images(net, images, 3, CPU, tile=tile, pad=4)
-    got = restore_images(engines.prepare(net, engine, CPU, "fp32"), images, 3, CPU, tile=tile, pad=4)
+    expected = restore_images(net, images, 3, CPU, tile=48, pad=4)  # windows of several shapes, batched
+    got = restore_images(engines.prepare(net, engine, CPU, "fp32"), images, 3, CPU, tile=48, pad=4)
     for e, g in zip(expected, got):
         assert g.shape == e.shape and g.dtype == e.dtype
         assert np.abs(g.astype(int) - e).max() <= 1  # fp32 both: at most a rounding apart
