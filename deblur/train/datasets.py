@@ -1,4 +1,5 @@
-"""Training data as Ray Datasets: folders/buckets of sharp images, of real pairs, and Fashion-MNIST.
+"""Training data as Ray Datasets: folders/buckets of sharp images, of real pairs, and Fashion-MNIST; and how a
+training worker reads its shard (:class:`ShardImages`, :func:`validation_pairs`).
 
 Rows carry ``path`` (a URL or a synthetic id), ``name`` (its path under the dataset's root) and ``image``:
 the sharp image as stored, always HWC (grey is H x W x 1; Ray Data would otherwise mix 2-D and 3-D arrays),
@@ -12,7 +13,7 @@ import dataclasses
 import logging
 import warnings
 import zlib
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import ray.data
@@ -20,7 +21,9 @@ import ray.data
 from deblur.core.config import TrainConfig
 from deblur.core.fashion_mnist import FASHION_MNIST, is_fashion_mnist, load_fashion_mnist
 from deblur.core.image import decode
-from deblur.core.pairs import Pairing, PairingError, check_sizes, find_pairs
+from deblur.core.degrade import Degradation
+from deblur.core.pairs import (Example, PairedImage, Pairing, PairingError, check_sizes, crop, find_pairs,
+                                 with_channels)
 from deblur.core.storage import filesystem, is_process_local, list_images, read_bytes, relative_path, to_pyarrow
 from deblur.pipeline.sinks import read_manifest
 
@@ -146,3 +149,58 @@ def manifest_pairs(output: str) -> dict[str, str]:
     table = read_manifest(output)
     return {r["output"]: r["source"] for r in table.to_pylist()
             if r["status"] == "done" and r["output"] and r["format"] != "parquet"}
+
+
+class ShardImages:
+    """This worker's sharp training images, streamed from Ray Data each epoch or cached after the first."""
+
+    def __init__(self, shard: ray.data.DataIterator, cache: bool, repeat: int = 1) -> None:
+        self.shard, self.cache, self.repeat = shard, cache, repeat
+        self.images: list[np.ndarray] | None = None
+
+    def _stream(self) -> Iterator[Example]:
+        for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy"):
+            yield from examples(batch)
+
+    def all(self) -> list[Example]:
+        """Every image of this worker's shard (read once, then cached)."""
+        if self.images is None:
+            self.images = list(self._stream())
+        return self.images
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[Example]:
+        """Images (or pairs) for one epoch (uint8/uint16, HWC), each ``repeat`` times; shuffled when cached."""
+        if not self.cache:
+            for img in self._stream():
+                yield from [img] * self.repeat
+            return
+        images = self.all()
+        for i in rng.permutation(len(images) * self.repeat):
+            yield images[i % len(images)]
+
+
+def validation_pairs(shard: ray.data.DataIterator, degradation: Degradation, patch: int, channels: int,
+                     seed: int, crops: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed (degraded, sharp) crops of this worker's validation images, HWC float32 [0, 1]: the centre
+    crop, then ``crops - 1`` more at seeded places, each with its own draw of the degradation.
+
+    Each crop's place and degradation are seeded by its image's name (its path under the dataset's root) and
+    its number, so validation is identical every time, every run and wherever the dataset lies; more crops
+    make a steadier signal (a blind family's draws vary).
+    """
+    pairs = []
+    for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
+        for name, item in zip(batch["name"], examples(batch)):
+            item = with_channels(item, channels)
+            for k in range(crops):
+                rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())] + ([k] if k else []))
+                sharp, blurred = crop(item, degradation, min(patch, *item.shape[:2]), rng, center=k == 0)
+                pairs.append((blurred, sharp))
+    return pairs
+
+
+def examples(batch: dict[str, np.ndarray]) -> list[Example]:
+    """The training examples of a batch of rows: sharp images, or real pairs where rows have ``degraded``."""
+    if "degraded" in batch:
+        return [PairedImage(s, d) for s, d in zip(batch["image"], batch["degraded"])]
+    return list(batch["image"])

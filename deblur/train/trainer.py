@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from typing import Iterator
 
 import numpy as np
@@ -39,19 +38,18 @@ from ray.train.torch import TorchTrainer
 
 from deblur.core import catalog, checkpoint, models
 from deblur.core.config import TrainConfig
-from deblur.core.degrade import Degradation, parse_degradation
+from deblur.core.degrade import parse_degradation
 from deblur.core.fashion_mnist import FASHION_MNIST, default_cache, fetch_fashion_mnist
 from deblur.core.places import refuse_overlap
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_local, to_pyarrow, unstrip
 from deblur.core.crops import CropStream
 from deblur.core.crops import loader as crop_loader
 from deblur.core.device_degrade import LoaderBatch, finish
-from deblur.core.pairs import Example, PairedImage, crop, with_channels
 from deblur.core.restore import resolve_precision
 from deblur.core.training import (learning_rate, optimizer, set_learning_rate, train_epoch, train_step,
                                   training_batches, validate)
 from deblur.runtime import cluster_is_ours, ensure_ray, local_model, require_gpus, ship_model
-from deblur.train.datasets import training_datasets, training_pairs
+from deblur.train.datasets import ShardImages, training_datasets, training_pairs, validation_pairs
 
 
 def say(line: str) -> None:
@@ -341,61 +339,6 @@ def resume(net: nn.Module, opt: torch.optim.Optimizer, unit: str, output: str) -
         say(f"resuming after {unit} {config[unit]} ({uri})")
         return int(config[unit])
     raise ValueError(f"no readable checkpoint to resume from under {output}")
-
-
-class ShardImages:
-    """This worker's sharp training images, streamed from Ray Data each epoch or cached after the first."""
-
-    def __init__(self, shard: ray.data.DataIterator, cache: bool, repeat: int = 1) -> None:
-        self.shard, self.cache, self.repeat = shard, cache, repeat
-        self.images: list[np.ndarray] | None = None
-
-    def _stream(self) -> Iterator[Example]:
-        for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy"):
-            yield from examples(batch)
-
-    def all(self) -> list[Example]:
-        """Every image of this worker's shard (read once, then cached)."""
-        if self.images is None:
-            self.images = list(self._stream())
-        return self.images
-
-    def epoch(self, rng: np.random.Generator) -> Iterator[Example]:
-        """Images (or pairs) for one epoch (uint8/uint16, HWC), each ``repeat`` times; shuffled when cached."""
-        if not self.cache:
-            for img in self._stream():
-                yield from [img] * self.repeat
-            return
-        images = self.all()
-        for i in rng.permutation(len(images) * self.repeat):
-            yield images[i % len(images)]
-
-
-def validation_pairs(shard: ray.data.DataIterator, degradation: Degradation, patch: int, channels: int,
-                     seed: int, crops: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fixed (degraded, sharp) crops of this worker's validation images, HWC float32 [0, 1]: the centre
-    crop, then ``crops - 1`` more at seeded places, each with its own draw of the degradation.
-
-    Each crop's place and degradation are seeded by its image's name (its path under the dataset's root) and
-    its number, so validation is identical every time, every run and wherever the dataset lies; more crops
-    make a steadier signal (a blind family's draws vary).
-    """
-    pairs = []
-    for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
-        for name, item in zip(batch["name"], examples(batch)):
-            item = with_channels(item, channels)
-            for k in range(crops):
-                rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())] + ([k] if k else []))
-                sharp, blurred = crop(item, degradation, min(patch, *item.shape[:2]), rng, center=k == 0)
-                pairs.append((blurred, sharp))
-    return pairs
-
-
-def examples(batch: dict[str, np.ndarray]) -> list[Example]:
-    """The training examples of a batch of rows: sharp images, or real pairs where rows have ``degraded``."""
-    if "degraded" in batch:
-        return [PairedImage(s, d) for s, d in zip(batch["image"], batch["degraded"])]
-    return list(batch["image"])
 
 
 def all_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:

@@ -43,7 +43,7 @@ def test_the_split_and_validation_draws_are_the_same_wherever_the_dataset_lies(r
     import fsspec
 
     from deblur.core.degrade import parse_degradation
-    from deblur.train.trainer import validation_pairs
+    from deblur.train.datasets import validation_pairs
     from tests.conftest import textured, write_image
 
     s3 = fsspec.filesystem("s3")
