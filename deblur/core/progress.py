@@ -39,9 +39,8 @@ def _lines(iterable: Iterable, desc: str, unit: str, total: int | None, every: f
         now = time.monotonic()
         if now - last >= every:
             last = now
-            of = f"/{total}" if total else ""
-            print(f"{desc}: {done}{of}{unit if unit.startswith(' ') else ' ' + unit} after {now - start:.0f}s",
-                  file=sys.stderr, flush=True)
+            words = [f"{desc}: {done}" + (f"/{total}" if total else ""), unit.strip(), f"after {now - start:.0f}s"]
+            print(" ".join(w for w in words if w), file=sys.stderr, flush=True)
 
 
 def _size() -> dict[str, int]:
