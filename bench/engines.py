@@ -1,7 +1,7 @@
 """The shipped model alone on this CPU under each engine (deblur.core.engines), side by side in one process.
 
-Each engine and precision restores the same photo, blurred by the demo's degradation, in 512x512 tiles (the
-pipeline's default tile) through ``deblur.core.restore.restore_images``, as a model actor does. Per row:
+Each engine and precision restores the same photo, blurred by the demo's degradation, in the pipeline's default
+tiles (``RestoreConfig.tile``) through ``deblur.core.restore.restore_images``, as a model actor does. Per row:
 Mpx/s, the ratio to eager bf16 (what ``--precision auto`` ran before engines existed), the PSNR of the output
 against the sharp photo and its change from eager fp32's (the engine must not cost quality: the default is
 the fastest within 0.05 dB), and the time to prepare it (conversion, compilation: once per actor). The
@@ -21,12 +21,15 @@ import torch
 from figures import show
 
 from deblur.core import checkpoint, engines
+from deblur.core.config import RestoreConfig
 from deblur.core.degrade import parse_degradation
 from deblur.core.image import decode, from_float, to_float
 from deblur.core.metrics import psnr
 from deblur.core.models import memory_format
 from deblur.core.restore import bf16_hardware, restore_images
 from deblur.demo import DEMO_DEGRADATION
+
+TILE, TILE_PAD = RestoreConfig.tile, RestoreConfig.tile_pad  # the pipeline's defaults
 
 PHOTO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deblur", "assets", "samples",
                      "photos", "kodim03.png")
@@ -75,10 +78,10 @@ def main() -> None:
         t0 = time.perf_counter()
         fn = prepare(net, engine, precision, compiled)
         prepared = time.perf_counter() - t0
-        out = restore_images(fn, [blurred], 3, cpu, 512, 32, precision=precision)[0]  # compiles, warms up
+        out = restore_images(fn, [blurred], 3, cpu, TILE, TILE_PAD, precision=precision)[0]  # compiles, warms up
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < args.seconds:
-            out = restore_images(fn, [blurred], 3, cpu, 512, 32, precision=precision)[0]
+            out = restore_images(fn, [blurred], 3, cpu, TILE, TILE_PAD, precision=precision)[0]
             n += 1
         seconds = time.perf_counter() - t0
         key = f"{engine} {precision}"

@@ -120,7 +120,7 @@ class PeakMemory:
 
 def pipeline(src: str, out: str, ck: str, args: argparse.Namespace, **options) -> tuple[float, object]:
     """(seconds of the steady part, summary) of ``deblur run`` over ``src``."""
-    settings = {"format": args.format, "workers": args.workers, "gpu": args.gpu,
+    settings = {"format": args.format, "workers": args.workers, "gpu": args.gpu, "tile": args.tile,
                 **({"batch_size": args.batch_size} if args.batch_size else {}), **options}
     s = run(PipelineConfig(input=src, output=out, model=ck, **settings))
     assert s.failed == 0, s.line()
@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=768)
     ap.add_argument("--workers", type=int, default=None, help="model actors (default: 2 CPU / one per GPU)")
     ap.add_argument("--format", default="jpg")
+    ap.add_argument("--tile", type=int, default=PipelineConfig.tile, help="the largest window side (deblur's --tile)")
     ap.add_argument("--batch-size", type=int, default=None, help="the pipeline's --batch-size (default: its own)")
     ap.add_argument("--tiny", type=int, default=2000, help="32x32 PNGs for the small-file figure (0: skip)")
     ap.add_argument("--big", action=argparse.BooleanOptionalAction, default=True, help="the 8000x6000 memory figure")
@@ -191,6 +192,8 @@ def main() -> None:
     f["io_mpx_s"] = mpx / loop(paths, os.path.join(tmp, "io"), args.format)
     f["bare_fp32_mpx_s"] = mpx / loop(paths, os.path.join(tmp, "bare"), args.format,
                                       deblur.load(shipped, device, precision="fp32"))
+    f["bare_auto_mpx_s"] = mpx / loop(paths, os.path.join(tmp, "bare-auto"), args.format,
+                                      deblur.load(shipped, device, tile=args.tile))
     f["auto_engine"] = deblur.load(shipped, device).options.engine
     f["model_fp32_eager_mpx_s"] = model_speed(device, "fp32", "eager")
     f["model_auto_eager_mpx_s"] = model_speed(device, "auto", "eager")
@@ -213,6 +216,8 @@ def main() -> None:
         f[f"pipeline_{key}_line"] = s.line()
     f["pipeline_fp32_vs_bare"] = f["pipeline_fp32_mpx_s"] / f["bare_fp32_mpx_s"]
     f["pipeline_auto_vs_model_auto"] = f["pipeline_auto_mpx_s"] / f["model_auto_mpx_s"]  # the issue's goal: >= 0.85
+    # the same work in one process, decoding and encoding on the cores the model uses: what a pipeline can reach
+    f["pipeline_auto_vs_bare_auto"] = f["pipeline_auto_mpx_s"] / f["bare_auto_mpx_s"]
     f["auto_vs_fp32"] = f["pipeline_auto_mpx_s"] / f["pipeline_fp32_mpx_s"]
     if args.tiny:
         tiny = make_images(os.path.join(tmp, "tiny"), args.tiny, 32, 32, "png")

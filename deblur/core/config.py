@@ -69,7 +69,7 @@ class RestoreConfig(_Config):
     ("auto": bf16 on CPUs with AMX or AVX512-BF16 and on GPUs with bf16, fp32 elsewhere).
     The configs of the commands that restore images extend it."""
 
-    tile: int = setting(512, "largest tile side; bigger images go in tiles (default: %(default)s)")
+    tile: int = setting(1024, "largest tile side; bigger images go in tiles (default: %(default)s)")
     tile_pad: int = setting(32, "context kept around each tile (default: %(default)s)")
     self_ensemble: bool = setting(False, "average the model over the 8 flips/rotations of each image (8x the compute)")
     precision: str = setting("auto", "numeric precision of the model (autocast; default: %(default)s, bf16 on CPUs "
