@@ -15,7 +15,7 @@ COPY --chown=ray:users constraints.txt pyproject.toml README.md ./
 # hadolint ignore=DL3013
 RUN TORCH="$(grep -o '^torch==[^ ;]*' constraints.txt)" \
     && pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${CUDA}" "${TORCH}"
-COPY --chown=ray:users deblur ./deblur
+COPY --chown=ray:users src ./src
 COPY --chown=ray:users jobs ./jobs
 # this package, every dependency at the version constraints.txt locks
 # hadolint ignore=DL3013

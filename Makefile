@@ -73,10 +73,10 @@ data/photos-train: $(VENV)/.installed  ## Kodak (but the three demo photos) and 
 	$(BIN)/deblur degrade --input $(DATA)/unsplash13 --output $@/unsplash --degradation none --downscale 3
 
 default-model: data/photos-train  ## train the default model on one GPU (the demo photos validate), then ship it
-	$(BIN)/deblur train --data data/photos-train --val-data deblur/assets/samples/photos --output outputs/default-model \
-		--init deblur/assets/default --degradation "$(REALISTIC)" --loss psnr --schedule cosine --flips --clip 1 \
+	$(BIN)/deblur train --data data/photos-train --val-data src/deblur/assets/samples/photos --output outputs/default-model \
+		--init src/deblur/assets/default --degradation "$(REALISTIC)" --loss psnr --schedule cosine --flips --clip 1 \
 		--lr 3e-4 --batch-size 128 --patch-size 128 --minutes $(or $(MINUTES),10) --val-every 500 --loader-workers 14 --gpu
-	$(BIN)/python -c "from deblur.core import checkpoint; checkpoint.export('outputs/default-model', 'deblur/assets/default')"
+	$(BIN)/python -c "from deblur.core import checkpoint; checkpoint.export('outputs/default-model', 'src/deblur/assets/default')"
 
 image:  ## the cluster image (Dockerfile): make image IMAGE=<registry>/deblur:<tag>, then docker push it
 	docker build -t $(IMAGE) .

@@ -13,17 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import deblur  # noqa: E402
-from deblur.core import checkpoint  # noqa: E402
+import deblur
+from deblur.core import checkpoint
 
 
 def published() -> dict:

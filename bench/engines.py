@@ -31,7 +31,7 @@ from deblur.demo import DEMO_DEGRADATION
 
 TILE, TILE_PAD = RestoreConfig.tile, RestoreConfig.tile_pad  # the pipeline's defaults
 
-PHOTO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deblur", "assets", "samples",
+PHOTO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "deblur", "assets", "samples",
                      "photos", "kodim03.png")
 
 

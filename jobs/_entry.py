@@ -22,7 +22,7 @@ def use_package() -> None:
                  "head from the venv (scripts/local-head.sh) or give the venv's python as the entrypoint")
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    sys.path.insert(0, os.path.dirname(here))
+    sys.path.insert(0, os.path.join(os.path.dirname(here), "src"))
 
 
 def main(command: str) -> int:

@@ -15,7 +15,7 @@ from deblur.core.image import decode, from_float, to_float
 from deblur.core.report import comparison_grid
 from deblur.core.storage import read_bytes
 
-PHOTO = "deblur/assets/samples/photos/kodim23.png"
+PHOTO = "src/deblur/assets/samples/photos/kodim23.png"
 BLURS = {"motion 15 px": "motion:length=15,angle=30", "shake 45 px": "shake:length=45,exposure=1",
          "warp (varying)": "warp:shift=8,rotation=1", "real (drawn)": "real"}
 

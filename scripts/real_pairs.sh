@@ -15,7 +15,7 @@ for f in "$DATA"/blur/*.png; do
   cp "$DATA/blur/$n" "$W/$s/input/$n"; cp "$DATA/sharp/$n" "$W/$s/target/$n"
 done
 $B eval --data "$W/val" --output "$W/eval-shipped"
-$B train --data "$W/train" --val-data "$W/val" --init deblur/assets/default --minutes 10 --batch-size 8 \
+$B train --data "$W/train" --val-data "$W/val" --init src/deblur/assets/default --minutes 10 --batch-size 8 \
   --patch-size 128 --lr 1e-4 --loss charbonnier --flips --val-every 50 --loader-workers 1 --output "$W/ft"
 $B eval --model "$W/ft" --data "$W/val" --output "$W/eval-ft"
 $B eval --model "$W/ft" --self-ensemble --data "$W/val" --output "$W/eval-ft-ensemble"
@@ -23,7 +23,7 @@ $B eval --model "$W/ft" --self-ensemble --data "$W/val" --output "$W/eval-ft-ens
 $B run --model "$W/ft" --self-ensemble --input "$W/train/input" --output "$W/taught"
 $B run --model "$W/ft" --self-ensemble --input "$W/val/input" --output "$W/taught-val"
 $B eval --data "$W/taught-val" --paired "$W/val/input" --output "$W/student-before-vs-teacher"
-$B train --data "$W/taught" --paired "$W/train/input" --val-data "$W/taught-val" --init deblur/assets/default \
+$B train --data "$W/taught" --paired "$W/train/input" --val-data "$W/taught-val" --init src/deblur/assets/default \
   --minutes 10 --batch-size 8 --patch-size 128 --lr 1e-4 --loss charbonnier --flips --val-every 50 \
   --loader-workers 1 --output "$W/student"
 $B eval --model "$W/student" --data "$W/taught-val" --paired "$W/val/input" --output "$W/student-after-vs-teacher"

@@ -41,3 +41,17 @@ def test_the_api_names_are_exported_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.split() == ["[]", "deblur.core.restore", "True"], out.stderr
     assert sorted(deblur.__all__) == ["BatchRestorer", "Restorer", "__version__", "load"]
+
+
+def test_a_script_beside_a_clone_named_deblur_imports_the_installed_package(tmp_path):
+    """Issue 39: a clone is a folder named ``deblur``; a script beside it imported that folder as a namespace
+    package (``module 'deblur' has no attribute 'load'``). The code lives in ``src/deblur``: the installed
+    package wins."""
+    import subprocess
+    import sys
+
+    os.symlink(ROOT, tmp_path / "deblur", target_is_directory=True)
+    (tmp_path / "script.py").write_text("import deblur\nprint(deblur.__file__, deblur.load.__name__)\n")
+    out = subprocess.run([sys.executable, "script.py"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[1] == "load" and out.stdout.split()[0].endswith(os.path.join("deblur", "__init__.py"))

@@ -58,7 +58,7 @@ def test_torch_is_built_for_the_base_images_cuda_at_the_locked_version():
 def test_only_the_code_goes_to_the_builder():
     with open(os.path.join(ROOT, ".dockerignore")) as f:
         rules = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
-    assert rules[0] == "*" and set(rules[1:]) >= {"!deblur/", "!jobs/", "!pyproject.toml"}
+    assert rules[0] == "*" and set(rules[1:]) >= {"!src/", "!jobs/", "!pyproject.toml"}
 
 
 def _engine() -> str | None:

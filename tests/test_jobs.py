@@ -250,7 +250,7 @@ def test_only_the_code_is_uploaded(head):
     finally:
         shutil.rmtree(bulky)
     assert job.returncode == 0, job.stderr[-2000:]
-    assert "files: ['deblur', 'jobs', 'pyproject.toml']" in job.stdout, job.stdout[-2000:]
+    assert "files: ['jobs', 'pyproject.toml', 'src']" in job.stdout, job.stdout[-2000:]
 
 
 def test_the_readmes_local_head_lines_run_as_written(tmp_path):

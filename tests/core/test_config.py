@@ -95,7 +95,7 @@ def test_a_registry_must_hold_the_names_config_declares():
 
 
 def test_a_registry_that_differs_from_what_settings_declares_fails_when_built():
-    """Each registry is built against its names in deblur/core/settings.py: one name more or fewer fails at once."""
+    """Each registry is built against its names in src/deblur/core/settings.py: one name more or fewer fails at once."""
     with pytest.raises(RuntimeError, match=r"registry \['a'\] does not match .*\['a', 'b'\]"):
         Registry("thing", {"a": 1}, ("a", "b"))
     assert Registry("thing", {"a": 1}, ("a",)).names() == ["a"]

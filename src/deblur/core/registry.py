@@ -17,7 +17,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, entries: dict[str, T], choices: tuple[str, ...] | None = None) -> None:
         """``choices``: the names :mod:`deblur.core.settings` declares for this registry; they must match."""
         if choices is not None and sorted(choices) != sorted(entries):
-            raise RuntimeError(f"{kind} registry {sorted(entries)} does not match deblur/core/settings.py's "
+            raise RuntimeError(f"{kind} registry {sorted(entries)} does not match src/deblur/core/settings.py's "
                                f"{sorted(choices)}")
         self.kind = kind
         self._entries = dict(entries)
