@@ -58,7 +58,7 @@ def test_seed_blur_is_opencv_gaussianblur_3x3():
     img = np.random.default_rng(0).random((28, 28)).astype(np.float32)
     expected = cv2.GaussianBlur(img, (3, 3), 0)
     np.testing.assert_array_equal(parse_degradation("seed")(img, np.random.default_rng(0)), expected)
-    k = parse_degradation("seed").blur.kernel(None)
+    k = parse_degradation("seed").blur.draw(None)
     np.testing.assert_allclose(k, np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]), atol=1e-7)
 
 
@@ -159,12 +159,12 @@ def test_blind_family_draws_motion_with_its_share_and_the_rest_evenly(share):
 def test_shake_kernels_are_curved_centred_and_as_long_as_drawn():
     rng = np.random.default_rng(0)
     for _ in range(50):
-        k = kernels.ShakeBlur(length=(5.0, 60.0)).kernel(rng)
+        k = kernels.ShakeBlur(length=(5.0, 60.0)).draw(rng)
         assert abs(float(k.sum()) - 1) < 1e-5 and k.shape[0] % 2 == 1 and k.shape[0] <= 2 * 30 + 3
         ys, xs = np.mgrid[: k.shape[0], : k.shape[1]]
         c = k.shape[0] // 2
         assert abs((k * ys).sum() - c) < 1e-3 and abs((k * xs).sum() - c) < 1e-3  # centroid: no image shift
-    long = [kernels.ShakeBlur(length=(60.0, 60.0), exposure=(1.0, 1.0)).kernel(rng) for _ in range(20)]
+    long = [kernels.ShakeBlur(length=(60.0, 60.0), exposure=(1.0, 1.0)).draw(rng) for _ in range(20)]
     assert max(k.shape[0] for k in long) >= 21 and any(not np.allclose(k, k[::-1, ::-1]) for k in long)
 
 

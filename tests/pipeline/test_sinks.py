@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow.parquet as pq
 
-from deblur.pipeline import lease, sinks
+from deblur.pipeline import lease, rows, sinks
 from deblur.pipeline.rows import pack
 from deblur.pipeline.stages import write_batch
 from tests.conftest import textured
@@ -90,4 +90,4 @@ def test_every_parquet_column_is_documented_in_the_readme():
     table = readme[readme.index("`--format parquet` writes one row per input"):]
     table = table[:table.index("\n- ")]
     documented = {name for cell in re.findall(r"^\s*\| (`[^|]+) \|", table, re.M) for name in re.findall(r"`(\w+)`", cell)}
-    assert documented == set(sinks.PARQUET_SCHEMA.names)
+    assert documented == set(rows.PARQUET_SCHEMA.names)

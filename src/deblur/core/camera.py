@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deblur.core.kernels import BlindBlur, Range, ShakeBlur, draw
-
-BORDER = cv2.BORDER_REFLECT_101
+from deblur.core.blurs import BLURS, BORDER, Blur, Range, sample
+from deblur.core.kernels import BlindBlur, ShakeBlur
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,9 @@ def warp_average(img: np.ndarray, path: CameraPath, origin: tuple[int, int] = (0
     return np.power(out, 1 / path.gamma, dtype=np.float32)
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class WarpBlur:
+class WarpBlur(Blur):
     """Spatially varying camera-motion blur: ``samples`` warped copies along a smooth path that moves up to
     ``shift`` px and turns up to ``rotation`` degrees, averaged in linear light (response ``gamma``) with
     highlights ``highlight`` x brighter than recorded."""
@@ -80,17 +80,18 @@ class WarpBlur:
 
     def draw(self, rng: np.random.Generator) -> CameraPath:
         """This image's camera path."""
-        shift, rotation = draw(rng, self.shift), draw(rng, self.rotation)
+        shift, rotation = sample(rng, self.shift), sample(rng, self.rotation)
         if shift < 0 or rotation < 0 or self.samples < 2:
             raise ValueError(f"warp needs shift, rotation >= 0 and samples >= 2, got {shift}, {rotation}, {self.samples}")
         shifts = _bezier(rng, self.samples, shift / 2)
         angles = _bezier(rng, self.samples, rotation / 2)[:, 0]
-        return CameraPath(angles - angles.mean(), shifts - shifts.mean(axis=0), draw(rng, self.gamma),
-                          draw(rng, self.highlight))
+        return CameraPath(angles - angles.mean(), shifts - shifts.mean(axis=0), sample(rng, self.gamma),
+                          sample(rng, self.highlight))
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class RealisticBlur:
+class RealisticBlur(Blur):
     """The realistic family: per image, camera shake (:class:`~deblur.core.kernels.ShakeBlur`) with
     probability ``shake_share``, spatially varying camera motion (:class:`WarpBlur`) with probability
     ``warp_share``, else the blind family (Gaussian, anisotropic, motion, defocus) with its defaults."""
@@ -110,7 +111,7 @@ class RealisticBlur:
         """This image's kernel or camera path (one draw chooses the member)."""
         u = float(rng.random())
         if u < self.shake_share:
-            return ShakeBlur(self.length).kernel(rng)
+            return ShakeBlur(self.length).draw(rng)
         if u < self.shake_share + self.warp_share:
             return WarpBlur(self.shift, self.rotation).draw(rng)
-        return BlindBlur().kernel(rng)
+        return BlindBlur().draw(rng)

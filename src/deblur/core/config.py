@@ -286,8 +286,22 @@ class PipelineConfig(RestoreConfig):
         super().__post_init__()
 
 
+@dataclass(frozen=True, kw_only=True)
+class SynthesisConfig(_Config):
+    """How degraded images are made from sharp ones (``deblur eval``, ``deblur degrade``): shrunk by
+    ``downscale`` first, then degraded with draws from ``seed`` and each image's path."""
+
+    seed: int = setting(0, "random seed of the degradations; each image's draws also depend on its path "
+                        "(default: %(default)s)")
+    downscale: float = setting(1.0, "shrink the sharp images by this factor first (default: %(default)s)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.downscale > 0, f"downscale must be > 0, got {self.downscale}")
+
+
 @dataclass(frozen=True)
-class EvalConfig(RestoreConfig):
+class EvalConfig(RestoreConfig, SynthesisConfig):
     """``deblur eval``: score a model, the degraded input and Wiener deconvolution against sharp images."""
 
     data: str = setting(help="folder/bucket of sharp images")
@@ -298,8 +312,6 @@ class EvalConfig(RestoreConfig):
                                       renamed=RENAMED_DEGRADATION)
     paired: str | None = setting(None, "folder of already degraded images named as in --data (instead of "
                                  "--degradation)")
-    seed: int = setting(0, "random seed of the degradations (default: %(default)s)")
-    downscale: float = setting(1.0, "shrink sharp images by this factor first (default: %(default)s)")
     crop_border: int = setting(0, "pixels dropped at each edge before scoring (default: %(default)s)")
     y_channel: bool = setting(False, "score the luma (Y of YCbCr) of colour images")
     limit: int = setting(0, "evaluate the first N images only (default: all)")
@@ -308,25 +320,21 @@ class EvalConfig(RestoreConfig):
     def __post_init__(self) -> None:
         if self.degradation is not None:
             check_degradation(self.degradation)
-        _require(self.downscale > 0, f"downscale must be > 0, got {self.downscale}")
         _require(self.crop_border >= 0, f"crop-border must be >= 0, got {self.crop_border}")
         _require(self.limit >= 0, f"limit must be >= 0 (0: all), got {self.limit}")
         super().__post_init__()
 
 
 @dataclass(frozen=True)
-class DegradeConfig(_Config):
+class DegradeConfig(SynthesisConfig):
     """``deblur degrade``: write a degraded copy of every image under ``input`` below ``output``."""
 
     input: str = setting(help="folder/bucket (or one file) of sharp images")
     output: str = setting(help="output root; input paths are mirrored below it")
     degradation: str = setting(help=DEGRADATION_HELP + "; 'none' with --downscale makes sharp copies",
                                renamed=RENAMED_DEGRADATION)
-    downscale: float = setting(1.0, "shrink inputs by this factor first (default: %(default)s)")
-    seed: int = setting(0, "random seed; each image's draws also depend on its path (default: %(default)s)")
     format: str = setting("png", "output format (default: %(default)s)", choices=IMAGE_FORMATS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_degradation(self.degradation)
-        _require(self.downscale > 0, f"downscale must be > 0, got {self.downscale}")

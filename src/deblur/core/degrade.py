@@ -2,7 +2,7 @@
 
 Images are float32 in [0, 1], HW or HWC (numpy, OpenCV layout, RGB). A degradation is named by a spec
 ``BLUR[:key=value,...][+CORRUPTION[:key=value,...]]...``; a value ``a..b`` is a range sampled uniformly
-per image, e.g. ``motion:length=9+noise:sigma=0.005``. Blurs live in :mod:`deblur.core.kernels`; ``blind``
+per image, e.g. ``motion:length=9+noise:sigma=0.005``. Blurs are :mod:`deblur.core.blurs`; ``blind``
 is the blur family the default model learns, and :data:`deblur.core.settings.DEFAULT_DEGRADATION` its whole training
 degradation (blind blur, noise, JPEG). Kernels are built once per image and applied with OpenCV's
 ``filter2D`` with reflective borders.
@@ -13,37 +13,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
-from deblur.core.camera import CameraPath, RealisticBlur, WarpBlur, warp_average
+from deblur.core.blurs import BLURS, BORDER, Blur, Drawn, Range, sample
+from deblur.core.camera import CameraPath, warp_average
 from deblur.core.image import from_float, imencode, to_float
-from deblur.core.kernels import KERNEL_BLURS, Range, draw
 from deblur.core.registry import Registry
-from deblur.core.settings import BLUR_NAMES, CORRUPTION_NAMES, split_degradation
+from deblur.core.settings import CORRUPTION_NAMES, split_degradation
 
-Drawn = np.ndarray | CameraPath  # what a blur draws for one image: a kernel, or a camera path
-
-BORDER = cv2.BORDER_REFLECT_101  # OpenCV's default, and what GaussianBlur uses in the article
+__all__ = ["BLURS", "BORDER", "Blur", "CORRUPTIONS", "Corruption", "Degradation", "parse_degradation"]
 _SEED_KERNEL = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
-
-
-@runtime_checkable
-class Blur(Protocol):
-    """What every blur is (:data:`BLURS`): a frozen dataclass named ``name`` whose :meth:`draw` gives one
-    image's blur from ``rng``: a kernel (float32, odd-sized, sums to 1; :class:`~deblur.core.kernels.KernelBlur`)
-    or, for spatially varying blurs, a :class:`~deblur.core.camera.CameraPath`."""
-
-    name: ClassVar[str]
-
-    def draw(self, rng: np.random.Generator) -> Drawn: ...
-
-
-def draw_blur(blur: Blur, rng: np.random.Generator) -> Drawn:
-    """What ``blur`` draws for one image: a kernel, or (spatially varying blurs) a camera path."""
-    return blur.draw(rng)
+CORRUPTIONS: Registry[type["Corruption"]] = Registry("corruption", choices=CORRUPTION_NAMES, definers=(__name__,))
 
 
 def reach(drawn: Drawn, shape: tuple[int, ...]) -> int:
@@ -71,10 +54,19 @@ def convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 class Corruption:
     """What a degradation does to pixels after the blur (noise, JPEG, quantisation): ``draw`` draws its
-    setting for one image from ``rng`` (None: skipped for that image), ``apply`` applies a drawn setting;
-    calling it does both."""
+    setting for one image from ``rng`` (None: skipped for that image, with probability ``1 - p``; a
+    corruption whose ``p`` is None always applies and draws nothing for it), ``apply`` applies a drawn
+    setting; calling it does both."""
+
+    name: ClassVar[str]
+    p: float | None = None
 
     def draw(self, rng: np.random.Generator) -> Any:
+        """This image's setting (:meth:`setting`), or None when skipped (probability 1 - p)."""
+        return None if self.p is not None and rng.random() >= self.p else self.setting(rng)
+
+    def setting(self, rng: np.random.Generator) -> Any:
+        """This image's setting, drawn from ``rng``."""
         raise NotImplementedError
 
     def noise_sigma(self) -> float:
@@ -91,6 +83,7 @@ class Corruption:
         return img if setting is None else self.apply(img, setting, rng)
 
 
+@CORRUPTIONS.register
 @dataclass(frozen=True)
 class Noise(Corruption):
     """Additive white Gaussian noise of standard deviation ``sigma`` (on [0, 1]), applied with probability ``p``."""
@@ -99,9 +92,9 @@ class Noise(Corruption):
     p: float = 1.0
     name = "noise"
 
-    def draw(self, rng: np.random.Generator) -> float | None:
-        """This image's sigma, or None when skipped (probability 1 - p)."""
-        return None if rng.random() >= self.p else draw(rng, self.sigma)
+    def setting(self, rng: np.random.Generator) -> float:
+        """This image's sigma."""
+        return sample(rng, self.sigma)
 
     def apply(self, img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
         noise = rng.standard_normal(img.shape, dtype=np.float32) * sigma
@@ -111,6 +104,7 @@ class Noise(Corruption):
         return float(np.mean(self.sigma)) * self.p
 
 
+@CORRUPTIONS.register
 @dataclass(frozen=True)
 class Jpeg(Corruption):
     """A JPEG round trip at ``quality`` (OpenCV's codec, 8-bit), applied with probability ``p``."""
@@ -119,9 +113,9 @@ class Jpeg(Corruption):
     p: float = 1.0
     name = "jpeg"
 
-    def draw(self, rng: np.random.Generator) -> int | None:
-        """This image's quality, or None when skipped (probability 1 - p)."""
-        return None if rng.random() >= self.p else int(round(draw(rng, self.quality)))
+    def setting(self, rng: np.random.Generator) -> int:
+        """This image's quality."""
+        return int(round(sample(rng, self.quality)))
 
     def apply(self, img: np.ndarray, quality: int, rng: np.random.Generator) -> np.ndarray:
         u8 = from_float(img)
@@ -132,6 +126,7 @@ class Jpeg(Corruption):
         return (out.astype(np.float32) / 255).reshape(img.shape)
 
 
+@CORRUPTIONS.register
 @dataclass(frozen=True)
 class Quantize(Corruption):
     """Rounding to ``bits``-bit levels, as storing the image in an 8-bit (or 16-bit) file does."""
@@ -139,14 +134,15 @@ class Quantize(Corruption):
     bits: int = 8
     name = "quantize"
 
-    def draw(self, rng: np.random.Generator) -> int:
-        return self.bits  # always applies
+    def setting(self, rng: np.random.Generator) -> int:
+        return self.bits  # always applies (p is None): no draw
 
     def apply(self, img: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
         top = float(2**bits - 1)
         return (np.round(np.clip(img, 0, 1) * top) / top).astype(np.float32)
 
 
+@CORRUPTIONS.register
 @dataclass(frozen=True)
 class PoissonNoise(Corruption):
     """Sensor noise as a camera makes it: Poisson (shot) noise whose variance is ``a`` x the signal (on
@@ -157,9 +153,9 @@ class PoissonNoise(Corruption):
     p: float = 1.0
     name = "poisson"
 
-    def draw(self, rng: np.random.Generator) -> tuple[float, float] | None:
-        """This image's (a, sigma), or None when skipped (probability 1 - p)."""
-        return None if rng.random() >= self.p else (draw(rng, self.a), draw(rng, self.sigma))
+    def setting(self, rng: np.random.Generator) -> tuple[float, float]:
+        """This image's (a, sigma)."""
+        return sample(rng, self.a), sample(rng, self.sigma)
 
     def noise_sigma(self) -> float:
         """At mid-grey: variance ``a / 2 + sigma^2``."""
@@ -171,11 +167,6 @@ class PoissonNoise(Corruption):
         return np.clip(out + rng.standard_normal(img.shape, dtype=np.float32) * sigma, 0.0, 1.0)
 
 
-CORRUPTIONS: Registry[type] = Registry("corruption", {c.name: c for c in (Noise, PoissonNoise, Jpeg, Quantize)},
-                                         CORRUPTION_NAMES)
-BLURS: Registry[type[Blur]] = Registry("blur", {b.name: b for b in (*KERNEL_BLURS, WarpBlur, RealisticBlur)}, BLUR_NAMES)
-
-
 @dataclass(frozen=True)
 class Degradation:
     """A blur followed by zero or more corruptions (noise, JPEG, quantisation), in the order given."""
@@ -185,7 +176,7 @@ class Degradation:
 
     def draw_blur(self, rng: np.random.Generator) -> Drawn:
         """This image's blur: a kernel or a camera path (drawn from ``rng`` first, before any corruption)."""
-        return draw_blur(self.blur, rng)
+        return self.blur.draw(rng)
 
     def finish(self, blurred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Apply the corruptions to an already blurred image."""

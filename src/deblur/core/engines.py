@@ -28,7 +28,6 @@ import torch
 import torch.nn as nn
 
 from deblur.core.catalog import cache_root
-from deblur.core.models import memory_format
 from deblur.core.models.base import Model, pad_to_multiple
 from deblur.core.registry import Registry
 from deblur.core.settings import ENGINE_NAMES

@@ -17,8 +17,7 @@ from PIL import Image
 if TYPE_CHECKING:
     import torch  # only the two tensor helpers need it: decoding in a Ray task does not pay torch's import
 
-OUTPUT_FORMATS = ("png", "jpg", "webp")
-FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP")  # Pillow's names of the formats read (MPO: a camera
+READ_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP")  # Pillow's names of the formats read (MPO: a camera
 # JPEG with previews after the photo, which is its first frame)
 
 
@@ -92,7 +91,7 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
 
 def decode(data: bytes, max_megapixels: float = 0.0, multi_frame: str = "refuse") -> np.ndarray:
     """Decode an encoded image, upright per its EXIF orientation, to HW or HWC (RGB/RGBA order), uint8 or
-    uint16. Raises ValueError if empty, unreadable, not one of :data:`FORMATS` (its size must be read from
+    uint16. Raises ValueError if empty, unreadable, not one of :data:`READ_FORMATS` (its size must be read from
     its header before it is decoded), larger than ``max_megapixels`` (0: no limit), floating-point (HDR,
     float TIFF: never written black), or of several frames unless ``multi_frame`` is "first"."""
     return _decode(data, max_megapixels, multi_frame)[0]
@@ -118,7 +117,7 @@ def _decode(data: bytes, max_megapixels: float, multi_frame: str = "refuse") -> 
     if not data:
         raise ValueError("empty file")
     head = probe(data)
-    if head is None or head.format not in FORMATS:
+    if head is None or head.format not in READ_FORMATS:
         what = f"{head.format} images are" if head and head.format else "an unrecognised format is"
         raise ValueError(f"not a supported image: {what} not read (PNG, JPEG, BMP, TIFF and WebP are; their size "
                          "is read from the header before decoding)")

@@ -1,15 +1,14 @@
 """Blurs and their kernels: the article's 3x3 Gaussian, Gaussian (isotropic/anisotropic), linear motion,
 defocus disk, and ``blind``, the family the default model learns.
 
-A *blur* is a frozen dataclass that draws one *kernel* per image (``blur.draw(rng)``, the
-:class:`~deblur.core.degrade.Blur` protocol, which :class:`KernelBlur` gives as ``blur.kernel(rng)``); blurs are
-registered by name in :data:`deblur.core.degrade.BLURS` (with the spatially varying ones of
-:mod:`deblur.core.camera`) and named first in a degradation spec.
+Each blur here is a :class:`~deblur.core.blurs.Blur` whose ``draw(rng)`` gives one *kernel* per image,
+registered by name in :data:`deblur.core.blurs.BLURS` where it is defined (the spatially varying ones are
+in :mod:`deblur.core.camera`) and named first in a degradation spec.
 Every kernel is float32, odd-sized and sums to 1; it is applied by correlation (OpenCV's ``filter2D``), which
 for the centrally symmetric ones equals convolution. Camera shake (``shake``) is not symmetric: its kernel
 is the path the camera's shake drew, centred on its centroid so the image does not shift.
 Each blur is a frozen dataclass whose range fields ``(low, high)`` are sampled uniformly per image from the
-``rng`` passed to ``kernel``; equal bounds mean a fixed value. Shapes are drawn anti-aliased on an 8x finer
+``rng`` passed to ``draw``; equal bounds mean a fixed value. Shapes are drawn anti-aliased on an 8x finer
 grid and area-averaged down, so sub-pixel lengths and radii give distinct kernels.
 """
 
@@ -21,14 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from deblur.core.blurs import BLURS, Blur, Range, sample
 
-Range = tuple[float, float]
 _SUPER = 8  # supersampling of drawn shapes
-
-
-def draw(rng: np.random.Generator, r: Range) -> float:
-    """A value from range ``r``: uniform when its bounds differ, else the fixed value (no draw)."""
-    return float(rng.uniform(*r)) if r[0] != r[1] else float(r[0])
 
 
 def _normalised(k: np.ndarray) -> np.ndarray:
@@ -119,53 +113,45 @@ def trajectory_kernel(path: np.ndarray) -> np.ndarray:
     return _normalised(k)
 
 
-class KernelBlur:
-    """A blur that is one kernel per image: :meth:`draw` (the :class:`~deblur.core.degrade.Blur` protocol)
-    is its ``kernel``."""
-
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
-
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """This image's kernel (float32, odd-sized, sums to 1)."""
-        return self.kernel(rng)
-
-
+@BLURS.register
 @dataclass(frozen=True)
-class NoBlur(KernelBlur):
+class NoBlur(Blur):
     """The identity kernel: for noise- or JPEG-only degradations and for resized sharp copies."""
 
     name = "none"
 
-    def kernel(self, rng: np.random.Generator | None = None) -> np.ndarray:
+    def draw(self, rng: np.random.Generator | None = None) -> np.ndarray:
         return np.ones((1, 1), np.float32)
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class SeedBlur(KernelBlur):
+class SeedBlur(Blur):
     """The article's blur: exactly ``cv2.GaussianBlur(img, (3, 3), 0)``, i.e. [1/4 1/2 1/4] separable."""
 
     name = "seed"
 
-    def kernel(self, rng: np.random.Generator | None = None) -> np.ndarray:
+    def draw(self, rng: np.random.Generator | None = None) -> np.ndarray:
         k = cv2.getGaussianKernel(3, 0, ktype=cv2.CV_32F)
         return (k @ k.T).astype(np.float32)
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class GaussianBlur(KernelBlur):
+class GaussianBlur(Blur):
     """Isotropic Gaussian; ``size`` 0 derives the kernel size from sigma."""
 
     sigma: Range = (1.0, 1.0)
     size: int = 0
     name = "gaussian"
 
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        return gaussian_kernel(draw(rng, self.sigma), self.size)
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return gaussian_kernel(sample(rng, self.sigma), self.size)
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class AnisotropicBlur(KernelBlur):
+class AnisotropicBlur(Blur):
     """Anisotropic Gaussian with independent axis sigmas, rotated by any angle (degrees)."""
 
     sigma_x: Range = (0.3, 3.0)
@@ -173,35 +159,38 @@ class AnisotropicBlur(KernelBlur):
     angle: Range = (0.0, 180.0)
     name = "anisotropic"
 
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        return anisotropic_kernel(draw(rng, self.sigma_x), draw(rng, self.sigma_y), draw(rng, self.angle))
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return anisotropic_kernel(sample(rng, self.sigma_x), sample(rng, self.sigma_y), sample(rng, self.angle))
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class MotionBlur(KernelBlur):
+class MotionBlur(Blur):
     """Linear camera motion of ``length`` pixels at ``angle`` degrees."""
 
     length: Range = (3.0, 15.0)
     angle: Range = (0.0, 180.0)
     name = "motion"
 
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        return motion_kernel(draw(rng, self.length), draw(rng, self.angle))
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return motion_kernel(sample(rng, self.length), sample(rng, self.angle))
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class DefocusBlur(KernelBlur):
+class DefocusBlur(Blur):
     """Out-of-focus disk of ``radius`` pixels."""
 
     radius: Range = (0.5, 4.0)
     name = "defocus"
 
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        return defocus_kernel(draw(rng, self.radius))
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return defocus_kernel(sample(rng, self.radius))
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class ShakeBlur(KernelBlur):
+class ShakeBlur(Blur):
     """Camera shake: a random curved trajectory of total ``length`` px (Boracchi & Foi 2012), of which the
     shutter sees a fraction ``exposure`` (0.5..1: the same shake, shorter or longer exposures)."""
 
@@ -210,16 +199,17 @@ class ShakeBlur(KernelBlur):
     exposure: Range = (0.5, 1.0)
     name = "shake"
 
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        length, anxiety, exposure = draw(rng, self.length), draw(rng, self.anxiety), draw(rng, self.exposure)
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        length, anxiety, exposure = sample(rng, self.length), sample(rng, self.anxiety), sample(rng, self.exposure)
         if length <= 0 or not 0 < exposure <= 1:
             raise ValueError(f"shake needs length > 0 and exposure in (0, 1], got {length}, {exposure}")
         path = shake_trajectory(rng, length, anxiety)
         return trajectory_kernel(path[: max(2, round(exposure * len(path)))])
 
 
+@BLURS.register
 @dataclass(frozen=True)
-class BlindBlur(KernelBlur):
+class BlindBlur(Blur):
     """The blind family: per image, linear motion with probability ``motion_share``, else isotropic
     Gaussian, anisotropic Gaussian or defocus with equal probability, each with its range below."""
 
@@ -241,8 +231,5 @@ class BlindBlur(KernelBlur):
         choice = min(int((u - self.motion_share) / (1.0 - self.motion_share) * 3), 2)
         return (GaussianBlur(self.sigma), AnisotropicBlur(self.sigma, self.sigma), DefocusBlur(self.radius))[choice]
 
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        return self.choose(rng).kernel(rng)
-
-
-KERNEL_BLURS = (NoBlur, SeedBlur, GaussianBlur, AnisotropicBlur, MotionBlur, DefocusBlur, ShakeBlur, BlindBlur)
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return self.choose(rng).draw(rng)

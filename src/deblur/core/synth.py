@@ -17,7 +17,8 @@ import numpy as np
 
 from deblur.core.config import DegradeConfig
 from deblur.core.degrade import Degradation, parse_degradation
-from deblur.core.image import decode, encode, from_float, to_float, to_hwc
+from deblur.core.formats import FORMATS
+from deblur.core.image import decode, from_float, to_float, to_hwc
 from deblur.core.progress import bar
 from deblur.core.places import refuse_overlap
 from deblur.core.storage import filesystem, list_images, read_bytes, relative_key, write_atomic
@@ -60,7 +61,8 @@ def write_degraded(cfg: DegradeConfig, threads: int = 8) -> str:
     not fatal. An output that overlaps the input (the same folder, or one inside the other, by identity) is
     refused: the originals would be replaced, or degraded again on a rerun."""
     refuse_overlap([cfg.input], cfg.output)
-    source, output, spec, seed, factor, fmt = cfg.input, cfg.output, cfg.degradation, cfg.seed, cfg.downscale, cfg.format
+    source, output, spec, seed, factor = cfg.input, cfg.output, cfg.degradation, cfg.seed, cfg.downscale
+    form = FORMATS[cfg.format]
     deg = parse_degradation(spec)
     urls = list_images(source)
     out_fs, out_root = filesystem(output)
@@ -71,8 +73,8 @@ def write_degraded(cfg: DegradeConfig, threads: int = 8) -> str:
             pair = make_pair(decode(read_bytes(url)), deg, key, seed, factor)
         except (OSError, ValueError) as e:
             return f"{url}: {e}"
-        name = posixpath.splitext(key)[0] + "." + fmt
-        write_atomic(out_fs, posixpath.join(out_root, name), encode(from_float(pair.degraded), fmt), root=out_root)
+        name = posixpath.splitext(key)[0] + "." + form.extension
+        write_atomic(out_fs, posixpath.join(out_root, name), form.encode(from_float(pair.degraded)), root=out_root)
         return None
 
     with ThreadPoolExecutor(threads) as pool:

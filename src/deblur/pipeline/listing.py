@@ -16,6 +16,7 @@ import posixpath
 import pyarrow.parquet as pq
 import ray.data
 
+from deblur.core.formats import FORMATS
 from deblur.core.image import admit
 from deblur.core.places import lies_under, place
 from deblur.core.storage import (IMAGE_EXTENSIONS, filesystem, is_local, is_process_local, printable, read_bytes,
@@ -141,13 +142,13 @@ def describe(root: str, output: str, files: dict[str, tuple[str, str, bytes]], f
         seen.setdefault(canon, u)
     images = [u for u in urls if not errors[u]]
     keys = dict(zip(images, _keys(root, images, fmt, output, known)))
-    rows = []
+    rows, table = [], FORMATS[fmt].table
     for u in urls:
         key, error = keys.get(u), errors[u]
-        if not error and key is None and fmt != "parquet":
+        if not error and key is None and not table:
             error = "no output name left that no other input or file has (a hash collision): rename it"
         version = files[u][0]
-        target = posixpath.join(output, key) if key and fmt != "parquet" else ""
+        target = posixpath.join(output, key) if key and not table else ""
         row = {"path": u, "output": target, "version": version, "skip": not error and known.skip(u, version),
                "error": error, "replace": bool(target) and known.owns(u, target), "name": files[u][2]}
         rows.append(row if not known.by_content else {**row, "recorded": known.recorded(u)})
@@ -170,9 +171,9 @@ def _error(root: str, url: str) -> str:
 
 
 def _keys(root: str, urls: list[str], fmt: str, output: str, known: Known) -> list[str | None]:
-    if fmt == "parquet":
+    if FORMATS[fmt].table:
         return [""] * len(urls)
-    return output_keys([relative_path(root, u) for u in urls], fmt, known.taken(output), urls)
+    return output_keys([relative_path(root, u) for u in urls], FORMATS[fmt].extension, known.taken(output), urls)
 
 
 def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
@@ -228,8 +229,8 @@ def name_rows(names: list[str | None], named: list[bool], anonymous: str, fmt: s
         errors.append(error)
     good = [i for i in range(len(names)) if named[i] and not errors[i]]
     keys = [""] * len(names)
-    if fmt != "parquet" and good:
-        found = output_keys([names[i].split("://", 1)[-1] for i in good], fmt, known.taken(output),
+    if not FORMATS[fmt].table and good:
+        found = output_keys([names[i].split("://", 1)[-1] for i in good], FORMATS[fmt].extension, known.taken(output),
                             [sources[i] for i in good])
         for i, k in zip(good, found):
             keys[i], errors[i] = (k, "") if k else ("", "no output name left that no other input or file has")
@@ -243,7 +244,8 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
     with fs.open(path, "rb") as f:
         table = pq.ParquetFile(f).read_row_group(item["group"], columns=[column] + (["path"] if item["named"] else []))
     blobs = table[column].to_pylist()
-    taken = known.taken(output) if not item["named"] and fmt != "parquet" else {}
+    table = FORMATS[fmt].table
+    taken = known.taken(output) if not item["named"] and not table else {}
     rows = []
     for i, blob in enumerate(blobs):
         source, key, error = item["sources"][i], item["keys"][i], item["errors"][i]
@@ -255,8 +257,8 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
         digest = "sha256-" + hashlib.sha256(blob or b"").hexdigest()[:32]
         if not item["named"]:  # no path column: the content names the image
             source = digest + ".png"
-            key = "" if fmt == "parquet" else output_keys([source], fmt, taken)[0] or ""
-            if fmt != "parquet" and not key and not error:
+            key = "" if table else output_keys([source], FORMATS[fmt].extension, taken)[0] or ""
+            if not table and not key and not error:
                 error = "no output name left that no other input or file has"
         target = posixpath.join(output, key) if key else ""
         rows.append({"path": source, "output": target, "version": digest,

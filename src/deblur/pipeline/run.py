@@ -27,6 +27,7 @@ from ray.data import ActorPoolStrategy
 
 from deblur.core import catalog, checkpoint
 from deblur.core.config import PipelineConfig
+from deblur.core.formats import FORMATS
 from deblur.core.progress import bar, shown
 from deblur.core.places import canonical, overlap, refuse_overlap
 from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local
@@ -184,7 +185,7 @@ def run(cfg: PipelineConfig) -> Summary:
                 ds = None  # the dataset holds its executor, which holds the actors
                 release(e)
                 raise
-        if cfg.format == "parquet":
+        if FORMATS[cfg.format].table:
             sinks.commit_parquet(output, nonce)  # before compaction: every record still names its part
         manifest = sinks.compact_manifest(output, run_id, nonce)
     return progress.summary(cfg.output, manifest)

@@ -17,14 +17,15 @@ import posixpath
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from deblur.core.formats import PARQUET
 from deblur.core.places import open_local
 from deblur.core.storage import filesystem, is_local, read_bytes, sweep_temporaries, unstrip, write_atomic
 from deblur.pipeline.naming import fold
+from deblur.pipeline.rows import MANIFEST_SCHEMA, PARQUET_SCHEMA, ManifestRow, ParquetRow
 
 log = logging.getLogger(__name__)
 MANIFEST_DIR = "_manifest"
@@ -33,18 +34,6 @@ IDENTITY = "_output.json"  # the output's own nonce, which names its parts and t
 PART_PREFIX = "deblur-part-"
 RUN = r"[0-9A-Za-z][0-9A-Za-z_.-]*"
 MANIFEST_FILE = re.compile(rf"^(part-{RUN}-[0-9a-f]{{12}}|manifest-{RUN})\.parquet$")  # at _manifest/'s top only
-MANIFEST_SCHEMA = pa.schema([
-    ("source", pa.string()), ("output", pa.string()), ("status", pa.string()), ("error", pa.string()),
-    ("model", pa.string()), ("run", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
-    ("version", pa.string()),  # the source's size and ETag or modification time when it was processed
-    ("format", pa.string()),  # the output format it was done in (null in older manifests: see _format)
-])
-PARQUET_SCHEMA = pa.schema([
-    ("path", pa.string()), ("image", pa.binary()), ("format", pa.string()), ("width", pa.int32()),
-    ("height", pa.int32()), ("channels", pa.int32()), ("model", pa.string()),
-    ("sharpness_before", pa.float64()), ("sharpness_after", pa.float64()), ("run", pa.string()),
-    ("icc_profile", pa.binary()),  # the source's ICC colour profile (also inside ``image``); null: none
-])
 
 
 def _write_table(uri: str, table: pa.Table, replace: bool = False, nonce: str = "") -> None:
@@ -106,7 +95,7 @@ def part_name(nonce: str, sources: list[str]) -> str:
     return f"{PART_PREFIX}{nonce}-{digest}.parquet"
 
 
-def write_parquet_part(output: str, rows: list[dict[str, Any]], nonce: str) -> str:
+def write_parquet_part(output: str, rows: list[ParquetRow], nonce: str) -> str:
     """Write result rows (see ``PARQUET_SCHEMA``) as one part file under ``output``; returns its URL.
 
     The part is named by the output's nonce and its sources (:func:`part_name`), so a batch that Ray
@@ -117,7 +106,7 @@ def write_parquet_part(output: str, rows: list[dict[str, Any]], nonce: str) -> s
     return uri
 
 
-def write_manifest_part(output: str, run: str, records: list[dict[str, Any]], nonce: str = "") -> None:
+def write_manifest_part(output: str, run: str, records: list[ManifestRow], nonce: str = "") -> None:
     """Append manifest rows (see ``MANIFEST_SCHEMA``) as a new part file under ``output/_manifest``."""
     if records:
         uri = posixpath.join(output, MANIFEST_DIR, f"part-{run}-{uuid.uuid4().hex[:12]}.parquet")
@@ -177,7 +166,7 @@ def _format(output: str, fmt: str | None) -> str:
     if fmt:
         return fmt
     name = posixpath.basename(output or "")
-    return "parquet" if name.startswith(PART_PREFIX) else posixpath.splitext(name)[1].lstrip(".").lower()
+    return PARQUET.name if name.startswith(PART_PREFIX) else posixpath.splitext(name)[1].lstrip(".").lower()
 
 
 FOREIGN = "\0foreign"  # the owner of an output name held by a file deblur did not write (never a source)
@@ -282,7 +271,7 @@ def commit_parquet(output: str, nonce: str) -> int:
     part is rewritten only when it holds such rows. Returns the number of rows dropped."""
     fs, files = _manifest_files(output)
     table, _, every = _read_parts(fs, files)
-    ours = {o for o, f in zip(every["output"].to_pylist(), every["format"].to_pylist()) if _format(o, f) == "parquet"}
+    ours = {o for o, f in zip(every["output"].to_pylist(), every["format"].to_pylist()) if _format(o, f) == PARQUET.name}
     mine = re.compile(rf"^{re.escape(PART_PREFIX + nonce)}-[0-9a-f]{{20}}\.parquet$")
     latest = {s: o for s, o, st in zip(table["source"].to_pylist(), table["output"].to_pylist(),
                                        table["status"].to_pylist()) if st == "done"}

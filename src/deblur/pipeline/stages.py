@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from deblur.core.image import admit, decode_with_metadata, encode
+from deblur.core.formats import FORMATS
+from deblur.core.image import admit, decode_with_metadata
 from deblur.core.metrics import sharpness
 from deblur.core.storage import filesystem, read_input, write_atomic
 from deblur.pipeline import sinks
-from deblur.pipeline.rows import EMPTY, RECORD_KEYS, pack, unpack
+from deblur.pipeline.rows import EMPTY, RECORD_KEYS, Batch, ParquetRow, manifest_row, pack, parquet_row, unpack
 from deblur.runtime import local_model
-
-Batch = dict[str, Any]  # a Ray Data batch: column name -> one value per row
 
 
 def _error(e: Exception) -> str:
@@ -158,11 +157,11 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str, no
     replace = batch.get("replace", [False] * n)
     todo = [i for i in range(n) if _has_pixels(batch["pixels"][i]) and not str(batch["error"][i])]
     stamp = _now()
-    if fmt != "parquet" and todo:
+    if not FORMATS[fmt].table and todo:
         sinks.write_manifest_part(output, run, [
-            _entry(str(batch["path"][i]), str(batch["output"][i]), "writing", "", batch["version"][i], model_id,
-                   run, stamp, fmt) for i in todo], nonce)
-    records, rows = [], []
+            manifest_row(str(batch["path"][i]), str(batch["output"][i]), "writing", "", batch["version"][i],
+                         model_id, run, stamp, fmt) for i in todo], nonce)
+    records, rows = [], []  # rows: ParquetRow, for a table format
     for i, path in enumerate(batch["path"]):
         record = {"path": str(path), "status": "skipped" if batch["skip"][i] else "failed", "output": "",
                   "error": str(batch["error"][i]), "megapixels": 0.0, "version": str(batch["version"][i]),
@@ -171,9 +170,10 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str, no
             try:
                 img = _image(batch, i)
                 row = _store(img, record["path"], str(batch["output"][i]), fmt, model_id, run,
-                             bytes(batch["exif"][i]), bytes(batch["icc"][i]), (output, bool(replace[i]), nonce))
+                             float(batch["sharpness_before"][i]), bytes(batch["exif"][i]), bytes(batch["icc"][i]),
+                             (output, bool(replace[i]), nonce))
                 if row is not None:
-                    rows.append({**row, "sharpness_before": float(batch["sharpness_before"][i])})
+                    rows.append(row)
                 record.update(status="done", megapixels=img.shape[0] * img.shape[1] / 1e6,
                               output=str(batch["output"][i]), precision=str(batch.get("precision", [""] * n)[i]))
             except (OSError, ValueError) as e:
@@ -184,9 +184,9 @@ def write_batch(batch: Batch, fmt: str, output: str, run: str, model_id: str, no
         for r in records:
             r["output"] = part if r["status"] == "done" else r["output"]
     now = max(_now(), stamp + timedelta(milliseconds=1))  # after the announcement, never at its time
-    sinks.write_manifest_part(output, run, [_entry(r["path"], r["output"], r["status"], r["error"], r["version"],
-                                                   model_id, run, now, fmt) for r in records
-                                            if r["status"] != "skipped"], nonce)
+    sinks.write_manifest_part(output, run, [
+        manifest_row(r["path"], r["output"], r["status"], r["error"], r["version"], model_id, run, now, fmt)
+        for r in records if r["status"] != "skipped"], nonce)
     for r in records:
         r["written"] = now.timestamp()
     return {k: [r[k] for r in records] for k in RECORD_KEYS}
@@ -208,31 +208,21 @@ def _now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _entry(source: str, output: str, status: str, error: str, version: Any, model: str, run: str, time: datetime,
-           fmt: str) -> dict[str, Any]:
-    """One manifest row (``sinks.MANIFEST_SCHEMA``)."""
-    return {"source": source, "output": output, "status": status, "error": error, "model": model, "run": run,
-            "time": time, "version": str(version), "format": fmt}
-
-
-def _store(img: np.ndarray, path: str, output: str, fmt: str, model_id: str, run: str, exif: bytes,
-           icc: bytes, where: tuple[str, bool, str] = ("", True, "")) -> dict | None:
+def _store(img: np.ndarray, path: str, output: str, fmt: str, model_id: str, run: str, sharpness_before: float,
+           exif: bytes, icc: bytes, where: tuple[str, bool, str] = ("", True, "")) -> ParquetRow | None:
     """Encode one restored image (with the source's EXIF and ICC profile) and write it to ``output``
     inside ``where``'s output root (replacing a file there only where ``where`` says it is ours, through
     a temporary with its nonce: :func:`~deblur.core.storage.write_atomic`); for Parquet, return its row
     instead."""
-    codec = "png" if fmt == "parquet" else fmt
-    img = img if codec == "png" or img.dtype == np.uint8 else (img // 257).astype(np.uint8)
-    encoded = encode(img, codec, exif=exif, icc=icc)
-    if fmt != "parquet":
+    form = FORMATS[fmt]
+    encoded = form.encode(img, exif, icc)
+    if not form.table:
         fs, dst = filesystem(output)
         root, replace, nonce = where
         write_atomic(fs, dst, encoded, root=filesystem(root)[1] if root else "", replace=replace,
                      prefix=sinks.temporary_prefix(nonce))
         return None
-    return {"path": path, "image": encoded, "format": codec, "width": img.shape[1], "height": img.shape[0],
-            "channels": 1 if img.ndim == 2 else img.shape[2], "model": model_id,
-            "sharpness_after": sharpness(img), "run": run, "icc_profile": icc or None}
+    return parquet_row(path, encoded, form.codec, img.shape, model_id, sharpness_before, sharpness(img), run, icc)
 
 
 class FusedStage(ModelStage):

@@ -20,6 +20,7 @@ import ray.data
 
 from deblur.core.config import TrainConfig
 from deblur.core.fashion_mnist import FASHION_MNIST, is_fashion_mnist, load_fashion_mnist
+from deblur.core.formats import PARQUET
 from deblur.core.image import decode
 from deblur.core.degrade import Degradation
 from deblur.core.pairs import (Example, PairedImage, Pairing, PairingError, check_sizes, crop, find_pairs,
@@ -148,7 +149,7 @@ def manifest_pairs(output: str) -> dict[str, str]:
     """{output URL: input URL} of every image a ``deblur run`` wrote under ``output`` (empty for other folders)."""
     table = read_manifest(output)
     return {r["output"]: r["source"] for r in table.to_pylist()
-            if r["status"] == "done" and r["output"] and r["format"] != "parquet"}
+            if r["status"] == "done" and r["output"] and r["format"] != PARQUET.name}
 
 
 class ShardImages:
