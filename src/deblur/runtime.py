@@ -14,6 +14,10 @@ import logging
 import os
 import re
 import sys
+import time
+from typing import Callable
+
+from deblur import ray_internals
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +42,7 @@ def use_token_if_present() -> bool:
                          or os.path.exists(os.path.expanduser(TOKEN_FILE))):
         os.environ["RAY_AUTH_MODE"] = mode = "token"
         if "ray" in sys.modules:  # Ray read its settings when imported: refresh them (as Ray's own CLI does)
-            from ray._raylet import Config
-
-            Config.initialize("")
+            ray_internals.refresh_config()
     return mode == "token"
 
 
@@ -52,9 +54,7 @@ def storage_env() -> dict[str, str]:
 def existing_cluster() -> str | None:
     """The address ``ray.init()`` would attach to (``RAY_ADDRESS``, else the head ``ray start`` recorded on
     this machine), or None when it would start a new local cluster."""
-    from ray._private.services import canonicalize_bootstrap_address  # ray.init's own resolution
-
-    return canonicalize_bootstrap_address(None)
+    return ray_internals.bootstrap_address()
 
 
 def verbose() -> bool:
@@ -80,6 +80,7 @@ def ensure_ray() -> None:
     # attaching from a shell (not as a submitted job, whose runtime env jobs/submit.py already made): the
     # cluster's workers get this side's storage settings
     env = storage_env() if address and JOB_CONFIG not in os.environ else {}
+    t0 = time.monotonic()
     if address:
         log.info("ray: attaching to the cluster at %s ...", address)
     else:
@@ -97,9 +98,10 @@ def ensure_ray() -> None:
     resources = ray.cluster_resources()
     size = f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
     if address:
-        log.info("ray: attached to the cluster at %s (%s)", address, size)
+        log.info("ray: attached to the cluster at %s (%s) in %.1fs", address, size, time.monotonic() - t0)
     else:
-        log.info("ray: started a local cluster (%s); it stops with this command", size)
+        log.info("ray: started a local cluster (%s) in %.1fs; it stops with this command", size,
+                 time.monotonic() - t0)
 
 
 def quiet_ray() -> None:
@@ -124,15 +126,11 @@ def require_gpus() -> None:
     """Raise ValueError at once when the cluster has no GPU and its autoscaler cannot add one (``--gpu`` would
     otherwise wait for ever); when the autoscaler can, say that GPU nodes are being waited for."""
     import ray
-    from ray._private.state import state  # the autoscaler's cluster config, as Ray Train reads it
 
     resources = ray.cluster_resources()
     if resources.get("GPU", 0) >= 1:
         return
-    try:
-        most = state.get_max_resources_from_cluster_config() or {}
-    except Exception:  # no autoscaler config to read: a fixed cluster
-        most = {}
+    most = ray_internals.autoscaler_max_resources()
     if most.get("GPU", 0) >= 1:
         log.info("ray: no GPU node yet; the autoscaler can add up to %g GPUs, waiting for it", most["GPU"])
         return
@@ -143,7 +141,7 @@ def require_gpus() -> None:
 def _quiet_processes() -> None:
     """Settings the processes of a local cluster inherit (set before it starts; never overriding the user's)."""
     # Ray's note that a new local cluster uses token authentication (its default): said in the README
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    logging.getLogger(ray_internals.TOKEN_SETUP_LOGGER).setLevel(logging.ERROR)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # deprecation notes from inside Ray's own workers
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
@@ -163,7 +161,12 @@ _QUIET_ACTORS = ("PlacementGroupCleaner",)
 
 def _quiet_worker_logs() -> None:
     """Workers' lines reach this console without :data:`_RAY_NOISE` (Ray's own log printer, filtered)."""
-    from ray._private import worker
+    ray_internals.replace_log_printer(_filtered)
+
+
+def _filtered(print_lines: Callable[[dict], None]) -> Callable[[dict], None]:
+    """A printer of workers' lines that leaves out :data:`_RAY_NOISE`, Python warnings from inside Ray (with
+    their source lines) and :data:`_QUIET_ACTORS`, then prints the rest with ``print_lines``."""
 
     def print_kept(data: dict) -> None:
         if data.get("actor_name") in _QUIET_ACTORS:
@@ -175,11 +178,9 @@ def _quiet_worker_logs() -> None:
                 lines.append(ln)
             skip_source = warned
         if lines:
-            worker.print_to_stdstream({**data, "lines": lines}, ignore_prefix=False)
+            print_lines({**data, "lines": lines})
 
-    dispatcher = worker.global_worker_stdstream_dispatcher
-    dispatcher.remove_handler("ray_print_logs")
-    dispatcher.add_handler("ray_print_logs", print_kept)
+    return print_kept
 
 
 # The driver's own C++ lines that say nothing to a deblur user. Ray Data hands each actor pool its map function

@@ -203,9 +203,13 @@ def new_inputs(source: str, output: str, fmt: str, known: sinks.Known, progress:
 
 
 def count(ds: ray.data.Dataset, progress: Progress) -> None:
-    """Run ``ds`` and count its records in ``progress`` as they land, naming each failed input."""
-    progress.begin()
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+    """Run ``ds`` and count its records in ``progress`` as they land, naming each failed input. The first
+    batch's arrival closes the start-up's last phase (model actors started, the model loaded), and says so."""
+    t0 = time.monotonic()
+    for i, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)):
+        if i == 0:  # before the bar, which the line would break
+            log.info("model: actors up, model loaded, first results in %.1fs", time.monotonic() - t0)
+            progress.begin()
         progress.add(batch)
         for path, st, err in zip(batch["path"], batch["status"], batch["error"]):
             if st == "failed":

@@ -144,7 +144,7 @@ class _Trainer(TorchTrainer):
     (a test suite, a notebook) could no longer be stopped with Ctrl-C. Here Ctrl-C aborts the run the same
     way, then raises ``KeyboardInterrupt``, and the handler before ``fit`` comes back when it returns."""
 
-    def _register_sigint_handler(self, controller) -> None:  # Ray's hook (ray.train.v2 DataParallelTrainer)
+    def _register_sigint_handler(self, controller) -> None:  # ray_internals.SIGINT_HOOK: Ray's private hook
         def abort(signum, frame) -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: no wait for the abort
             with contextlib.suppress(Exception):
