@@ -168,6 +168,11 @@ def test_commands_are_quiet_unless_verbose(ray_cluster, tmp_path, photo_folder, 
         assert noise not in quiet, (noise, quiet[-3000:])
         assert noise not in ran, (noise, ran[-3000:])
     assert "6 done, 0 skipped, 0 failed" in ran and "6 done, 0 skipped, 0 failed" in loud, ran[-3000:]
+    # issue 39: one line per phase of start-up, in order, each with its time
+    phases = [r"6 inputs listed and diffed against the manifest in \d+\.\ds", r"ray: attached to the cluster at \S+ "
+              r"\(\d+ CPUs, 0 GPUs\) in \d+\.\ds", r"model: actors up, model loaded, first results in \d+\.\ds"]
+    found = [re.search(p, ran) for p in phases]
+    assert all(found) and [m.start() for m in found] == sorted(m.start() for m in found), ran[-3000:]
     assert "Starting execution of Dataset" in loud and "DEBUG " in loud  # -v: everything (Ray Train's lines alike)
 
 
