@@ -9,7 +9,8 @@ IMAGE ?= deblur:0.1.0
 # build from PyTorch's index (a 2.2 GB .venv instead of 6.6 GB), at the version constraints.txt locks
 TORCH ?=
 TORCH_INDEX := https://download.pytorch.org/whl/$(TORCH)
-SPRITE ?= $(DATA)/fashion-mnist-sprite/fashion-mnist-sprite.png
+# the Fashion-MNIST sprite, in the clone (MIT, Zalando Research; its licence beside it)
+SPRITE ?= datasets/fashion-mnist-sprite/fashion-mnist-sprite.png
 # the moderate blurs of the photo targets, one evaluation each
 PHOTO_DEGRADATIONS := gaussian:sigma=1..2.5 motion:length=9 defocus:radius=2.5
 NOISE := +noise:sigma=0.005

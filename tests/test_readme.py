@@ -118,3 +118,12 @@ def test_make_torch_cpu_installs_the_cpu_build_first_and_the_default_does_not():
     assert "--index-url https://download.pytorch.org/whl/cpu torch torchvision" in cpu[1]
     assert "-c constraints.txt" in cpu[1] and "-e '.[test,s3]'" in cpu[2]
     assert not any("download.pytorch.org" in line for line in lines())
+
+
+def test_the_data_make_article_reads_comes_with_the_clone():
+    """Issue 39: `make article` read ../shared/data, which a clone does not have; the sprite is in the clone."""
+    makefile = open(os.path.join(ROOT, "Makefile")).read()
+    sprite = re.search(r"^SPRITE \?= (\S+)$", makefile, re.M)[1]
+    assert not sprite.startswith("..") and os.path.isfile(os.path.join(ROOT, sprite))
+    assert os.path.isfile(os.path.join(os.path.dirname(os.path.join(ROOT, sprite)), "LICENSE"))
+    assert "$(SPRITE)" in makefile[makefile.index("\narticle:"):makefile.index("\narticle-fashion-mnist:")]
