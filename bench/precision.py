@@ -20,7 +20,7 @@ import torch
 from figures import show
 
 import deblur
-from deblur.core.settings import DEFAULT_DEGRADATION
+from deblur.core.choices import DEFAULT_DEGRADATION
 from deblur.core.degrade import parse_degradation
 from deblur.core.image import center_crop, decode, to_float
 from deblur.core.metrics import psnr

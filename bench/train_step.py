@@ -24,7 +24,7 @@ import torch
 
 from deblur.core import models
 from deblur.core.crops import CropStream
-from deblur.core.settings import DEFAULT_DEGRADATION
+from deblur.core.choices import DEFAULT_DEGRADATION
 from deblur.core.degrade import parse_degradation
 from deblur.core.restore import bf16_hardware
 from deblur.core.training import optimizer, train_step

@@ -62,7 +62,7 @@ def _flag(field: dataclasses.Field) -> str:
 
 
 def _argument(field: dataclasses.Field) -> dict:
-    """argparse's keywords for a config field, from its type, default and :func:`~deblur.core.config.setting`."""
+    """argparse's keywords for a config field, from its type, default and :func:`~deblur.core.config.option`."""
     meta, kind = field.metadata, str(field.type)
     arg = {"dest": field.name, "help": meta["help"]}
     if field.default is dataclasses.MISSING:
@@ -85,7 +85,7 @@ def _argument(field: dataclasses.Field) -> dict:
     return {**arg, "type": number} if number else arg
 
 
-def _add_settings(p: argparse.ArgumentParser, cls: type) -> None:
+def _add_options(p: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field of the config ``cls`` (its own first, then those it extends), each older name
     of a flag (hidden, warned) beside it."""
     own = cls.__dict__.get("__annotations__", {})
@@ -101,7 +101,7 @@ def _add_settings(p: argparse.ArgumentParser, cls: type) -> None:
 
 
 def _command(sub: argparse._SubParsersAction, name: str, help: str) -> None:
-    _add_settings(sub.add_parser(name, help=help, epilog=EPILOG), COMMANDS[name])
+    _add_options(sub.add_parser(name, help=help, epilog=EPILOG), COMMANDS[name])
 
 
 def _sprite_parser(sub: argparse._SubParsersAction) -> None:

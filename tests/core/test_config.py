@@ -44,7 +44,7 @@ def test_each_setting_is_one_flag_whose_help_and_choices_are_the_configs(command
     ("motion:length", "expected KEY=VALUE"), ("motion:length=9..x", "bad value"),
 ])
 def test_a_degradation_spec_is_checked_without_the_registries(spec, message):
-    from deblur.core.settings import split_degradation
+    from deblur.core.choices import split_degradation
 
     with pytest.raises(ValueError, match=message):
         split_degradation(spec)
@@ -95,7 +95,7 @@ def test_a_registry_must_hold_the_names_config_declares():
 
 
 def test_a_registry_that_differs_from_what_settings_declares_fails_when_built():
-    """Each registry is built against its names in src/deblur/core/settings.py: one name more or fewer fails at once."""
+    """Each registry is built against its names in src/deblur/core/choices.py: one name more or fewer fails at once."""
     with pytest.raises(RuntimeError, match=r"registry \['a'\] does not match .*\['a', 'b'\]"):
         Registry("thing", {"a": 1}, ("a", "b"))
     assert Registry("thing", {"a": 1}, ("a",)).names() == ["a"]
@@ -105,7 +105,7 @@ def test_init_inherits_the_recipe_its_checkpoint_records_and_each_setting_can_be
     """Issue 21: `deblur train --init deblur/assets/default` with no recipe flags trained on the article's blur
     with MSE at lr 1e-3 and took the shipped model from 33.66 to 31.15 dB in 20 steps."""
     from deblur.core import checkpoint
-    from deblur.core.settings import ARTICLE_RECIPE
+    from deblur.core.choices import ARTICLE_RECIPE
 
     shipped = checkpoint.read_config(checkpoint.BUNDLED)
     cfg, line = TrainConfig(data="d", output="o", init=checkpoint.BUNDLED).with_recipe(shipped)
@@ -121,7 +121,7 @@ def test_init_inherits_the_recipe_its_checkpoint_records_and_each_setting_can_be
 def test_unknown_keys_in_a_config_are_an_error_not_dropped():
     from deblur.core.config import PipelineConfig, TrainConfig
 
-    with pytest.raises(ValueError, match="unknown TrainConfig setting"):
+    with pytest.raises(ValueError, match="unknown TrainConfig option"):
         TrainConfig.from_dict({"data": "d", "output": "o", "blurr": "gaussian"})
     cfg = PipelineConfig("in", "out", batch_size=8)
     assert PipelineConfig.from_dict(cfg.to_dict()) == cfg

@@ -8,7 +8,7 @@ import torch
 import deblur
 from deblur.core import engines, models
 from deblur.core.restore import restore_images
-from deblur.core.settings import ENGINE_NAMES
+from deblur.core.choices import ENGINE_NAMES
 from tests.conftest import random_model, textured
 
 CPU = torch.device("cpu")

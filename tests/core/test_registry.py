@@ -34,7 +34,7 @@ def test_a_definer_that_misses_a_declared_name_fails_at_the_first_lookup(monkeyp
 
 def test_every_blur_and_corruption_is_registered_where_it_is_defined():
     from deblur.core import blurs, degrade
-    from deblur.core.settings import BLUR_NAMES, CORRUPTION_NAMES
+    from deblur.core.choices import BLUR_NAMES, CORRUPTION_NAMES
 
     assert blurs.BLURS.names() == sorted(BLUR_NAMES) and degrade.CORRUPTIONS.names() == sorted(CORRUPTION_NAMES)
     homes = {name: cls.__module__ for name, cls in blurs.BLURS.items()}

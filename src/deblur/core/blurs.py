@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from deblur.core.registry import Registry
-from deblur.core.settings import BLUR_NAMES
+from deblur.core.choices import BLUR_NAMES
 
 if TYPE_CHECKING:
     from deblur.core.camera import CameraPath

@@ -1,7 +1,7 @@
-"""Typed, frozen configuration: the single source of every command's settings, defaults and help.
+"""Typed, frozen configuration: the single source of every command's options, defaults and help.
 
-Each field is declared once, with its command-line help beside it (:func:`setting`); :mod:`deblur.cli`
-builds its flags from these fields. Names and choices come from :mod:`deblur.core.settings`, the leaf
+Each field is declared once, with its command-line help beside it (:func:`option`); :mod:`deblur.cli`
+builds its flags from these fields. Names and choices come from :mod:`deblur.core.choices`, the leaf
 module: validating a config imports no registry (and no torch), so each class checks itself on
 construction (``__post_init__``) and the CLI, the Python API and a Ray worker rebuilding a config all
 fail the same way, at once, with a ``ValueError``. What only a registry knows (a blur's options, a
@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from deblur.core.settings import (ARTICLE_RECIPE, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADATION_HELP, DEGRADE_ON,
+from deblur.core.choices import (ARTICLE_RECIPE, CHANGE_DETECTION, DEFAULT_DEGRADATION, DEGRADATION_HELP, DEGRADE_ON,
                                   IMAGE_FORMATS, LOSS_NAMES, MODEL_NAMES, MULTI_FRAME, PIPELINE_FORMATS,
                                   RESTORE_ENGINES, RESTORE_PRECISIONS, SCHEDULE_NAMES, STAGES, TRAIN_PRECISIONS, split_degradation)
 
@@ -24,8 +24,8 @@ T = TypeVar("T", bound="_Config")
 RENAMED_DEGRADATION = ("--blur",)  # the older name of --degradation: accepted with a warning until 0.2
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
-            flag: str | None = None, renamed: tuple[str, ...] = ()) -> Any:
+def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
+           flag: str | None = None, renamed: tuple[str, ...] = ()) -> Any:
     """A config field and its command line: ``help`` (``%(default)s`` names the default), ``choices``,
     ``flag`` (default ``--NAME-WITH-DASHES``), ``renamed`` (older flags, hidden and warned)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag,
@@ -44,7 +44,7 @@ def _one_of(value: Any, choices: tuple, what: str) -> None:
 @dataclass(frozen=True)
 class _Config:
     def __post_init__(self) -> None:
-        """Each setting with choices holds one of them (``None`` where that is its default)."""
+        """Each option with choices holds one of them (``None`` where that is its default)."""
         for field in dataclasses.fields(self):
             choices, value = field.metadata.get("choices"), getattr(self, field.name)
             if choices and not (value is None and field.default is None):
@@ -55,10 +55,10 @@ class _Config:
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-        """The config ``data`` describes; a key that is not one of its settings is a ValueError."""
+        """The config ``data`` describes; a key that is not one of its options is a ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
-        _require(not unknown, f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+        _require(not unknown, f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
         return cls(**data)
 
 
@@ -69,13 +69,13 @@ class RestoreConfig(_Config):
     ("auto": bf16 on CPUs with AMX or AVX512-BF16 and on GPUs with bf16, fp32 elsewhere).
     The configs of the commands that restore images extend it."""
 
-    tile: int = setting(1024, "largest tile side; bigger images go in tiles (default: %(default)s)")
-    tile_pad: int = setting(32, "context kept around each tile (default: %(default)s)")
-    self_ensemble: bool = setting(False, "average the model over the 8 flips/rotations of each image (8x the compute)")
-    precision: str = setting("auto", "numeric precision of the model (autocast; default: %(default)s, bf16 on CPUs "
+    tile: int = option(1024, "largest tile side; bigger images go in tiles (default: %(default)s)")
+    tile_pad: int = option(32, "context kept around each tile (default: %(default)s)")
+    self_ensemble: bool = option(False, "average the model over the 8 flips/rotations of each image (8x the compute)")
+    precision: str = option("auto", "numeric precision of the model (autocast; default: %(default)s, bf16 on CPUs "
                              "with AMX or AVX512-BF16 and GPUs with bf16, fp32 elsewhere; the summary says which ran)",
                              choices=RESTORE_PRECISIONS)
-    engine: str = setting("auto", "what runs the model (default: %(default)s: openvino where it is installed, the "
+    engine: str = option("auto", "what runs the model (default: %(default)s: openvino where it is installed, the "
                           "device is the CPU and the model is deblur's own, else eager PyTorch)", choices=RESTORE_ENGINES)
 
     def __post_init__(self) -> None:
@@ -84,7 +84,7 @@ class RestoreConfig(_Config):
         _require(self.tile > 2 * self.tile_pad, f"tile ({self.tile}) must exceed twice the padding ({self.tile_pad})")
 
     def restore(self) -> RestoreConfig:
-        """Just the restore settings (of a command's config)."""
+        """Just the restore options (of a command's config)."""
         return RestoreConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RestoreConfig)})
 
 
@@ -114,62 +114,62 @@ class TrainConfig(_Config):
     share of crops cut from a blend of two images.
     """
 
-    data: str = setting(help="folder/bucket of sharp images, or fashion-mnist[:URI]; or of real pairs: GoPro "
+    data: str = option(help="folder/bucket of sharp images, or fashion-mnist[:URI]; or of real pairs: GoPro "
                         "(SEQ/blur/N.png, SEQ/sharp/N.png), RealBlur (blur/blur_K.png, gt/gt_K.png), BasicSR "
                         "(input/, target/), a deblur run output (with --paired: its inputs), Parquet with two image "
                         "columns (sharp/target/gt, degraded/blurred/blur/input)")
-    output: str = setting(help="training output: checkpoints land in OUTPUT/epoch_NNNN (by epochs) or "
+    output: str = option(help="training output: checkpoints land in OUTPUT/epoch_NNNN (by epochs) or "
                           "OUTPUT/step_NNNNNNNN (by steps or minutes); rerunning with the same output resumes")
-    paired: str | None = setting(None, "folder/bucket of the degraded partners of --data's images, matched by "
+    paired: str | None = option(None, "folder/bucket of the degraded partners of --data's images, matched by "
                                  "relative path (the extension may differ): train on real pairs")
-    synthetic_share: float = setting(0.0, "with pairs: share of crops degraded synthetically from the sharp side by "
+    synthetic_share: float = option(0.0, "with pairs: share of crops degraded synthetically from the sharp side by "
                                      "--degradation instead of the real partner (default: %(default)s)")
-    model: str = setting("seed", "architecture (default: %(default)s)", choices=MODEL_NAMES)
-    channels: int = setting(1, "model channels (default: %(default)s)", choices=(1, 3))
-    model_options: dict[str, Any] | None = setting(None, "extra model setting KEY=VALUE (JSON value), e.g. width=16; "
+    model: str = option("seed", "architecture (default: %(default)s)", choices=MODEL_NAMES)
+    channels: int = option(1, "model channels (default: %(default)s)", choices=(1, 3))
+    model_options: dict[str, Any] | None = option(None, "extra model setting KEY=VALUE (JSON value), e.g. width=16; "
                                                    "repeatable", flag="--model-option")
-    degradation: str | None = setting(None, DEGRADATION_HELP + " (default: with --init, the one its checkpoint "
+    degradation: str | None = option(None, DEGRADATION_HELP + " (default: with --init, the one its checkpoint "
                                       f"records; else {ARTICLE_RECIPE['degradation']}, the article's 3x3 Gaussian; "
                                       f"the default model's is {DEFAULT_DEGRADATION})", renamed=RENAMED_DEGRADATION)
-    epochs: int = setting(10, "total epochs (default: %(default)s)")
-    batch_size: int = setting(64, "global batch size (default: %(default)s)")
-    lr: float | None = setting(None, "Adam learning rate (default: with --init, a third of its checkpoint's; else "
+    epochs: int = option(10, "total epochs (default: %(default)s)")
+    batch_size: int = option(64, "global batch size (default: %(default)s)")
+    lr: float | None = option(None, "Adam learning rate (default: with --init, a third of its checkpoint's; else "
                                f"{ARTICLE_RECIPE['lr']})")
-    loss: str | None = setting(None, "loss" + _init_says("loss"), choices=LOSS_NAMES)
-    schedule: str = setting("constant", "learning rate: constant, or warm-up then cosine decay over the run "
+    loss: str | None = option(None, "loss" + _init_says("loss"), choices=LOSS_NAMES)
+    schedule: str = option("constant", "learning rate: constant, or warm-up then cosine decay over the run "
                             "(default: %(default)s)", choices=SCHEDULE_NAMES)
-    flips: bool = setting(False, "random flips/rotations of each training crop")
-    patch_size: int | None = setting(None, "random crop size" + _init_says("patch_size"))
-    patches_per_image: int = setting(1, "random crops per image per epoch (default: %(default)s)")
-    val_fraction: float = setting(0.1, "validation share of a folder (default: %(default)s)")
-    val_data: str | None = setting(None, "separate folder/bucket of validation images")
-    workers: int = setting(1, "data-parallel training workers (default: %(default)s)")
-    gpu: bool = setting(False, "one GPU per worker, nccl")
-    cache: bool = setting(True, "stream images from Ray Data every epoch instead of caching them in worker memory",
+    flips: bool = option(False, "random flips/rotations of each training crop")
+    patch_size: int | None = option(None, "random crop size" + _init_says("patch_size"))
+    patches_per_image: int = option(1, "random crops per image per epoch (default: %(default)s)")
+    val_fraction: float = option(0.1, "validation share of a folder (default: %(default)s)")
+    val_data: str | None = option(None, "separate folder/bucket of validation images")
+    workers: int = option(1, "data-parallel training workers (default: %(default)s)")
+    gpu: bool = option(False, "one GPU per worker, nccl")
+    cache: bool = option(True, "stream images from Ray Data every epoch instead of caching them in worker memory",
                           flag="--no-cache")
-    seed: int = setting(0, "random seed for crops and degradations (default: %(default)s)")
-    keep_checkpoints: int = setting(3, "best checkpoints kept (default: %(default)s)")
-    checkpoint_every: int = setting(1, "epochs between checkpoints (default: %(default)s)")
-    worker_resources: dict[str, float] | None = setting(None, "extra Ray resources per training worker, as JSON, "
+    seed: int = option(0, "random seed for crops and degradations (default: %(default)s)")
+    keep_checkpoints: int = option(3, "best checkpoints kept (default: %(default)s)")
+    checkpoint_every: int = option(1, "epochs between checkpoints (default: %(default)s)")
+    worker_resources: dict[str, float] | None = option(None, "extra Ray resources per training worker, as JSON, "
                                                         "e.g. '{\"accelerator_type:A10G\": 0.001}'")
-    steps: int = setting(0, "train by steps instead of epochs: total optimiser steps on endless random crops "
+    steps: int = option(0, "train by steps instead of epochs: total optimiser steps on endless random crops "
                          "(default: by epochs)")
-    minutes: float = setting(0.0, "train by time instead: stop at the first validation after this many minutes "
+    minutes: float = option(0.0, "train by time instead: stop at the first validation after this many minutes "
                              "(the schedule follows the clock)")
-    val_every: int = setting(500, "with --steps/--minutes: steps between validations and checkpoints "
+    val_every: int = option(500, "with --steps/--minutes: steps between validations and checkpoints "
                              "(default: %(default)s)")
-    loader_workers: int = setting(2, "with --steps/--minutes: crop-degrading processes per training worker "
+    loader_workers: int = option(2, "with --steps/--minutes: crop-degrading processes per training worker "
                                   "(default: %(default)s)")
-    init: str | None = setting(None, "start from this checkpoint's weights (its model and settings): fine-tuning")
-    clip: float = setting(0.0, "gradient norm clipping (0: off; default: %(default)s)")
-    degrade_on: str = setting("loader", "with --steps/--minutes: where blur and noise are applied to crops, in the "
+    init: str | None = option(None, "start from this checkpoint's weights (its model and settings): fine-tuning")
+    clip: float = option(0.0, "gradient norm clipping (0: off; default: %(default)s)")
+    degrade_on: str = option("loader", "with --steps/--minutes: where blur and noise are applied to crops, in the "
                               "loader or on the training device (default: %(default)s)", choices=DEGRADE_ON)
-    mixup: float = setting(0.0, "with --steps/--minutes: share of crops cut from a blend of two same-sized images "
+    mixup: float = option(0.0, "with --steps/--minutes: share of crops cut from a blend of two same-sized images "
                            "(blur is linear; default: %(default)s)")
-    precision: str = setting("auto", "autocast of the forward pass, fp32 master weights; auto: bf16 on GPUs and CPUs "
+    precision: str = option("auto", "autocast of the forward pass, fp32 master weights; auto: bf16 on GPUs and CPUs "
                              "that compute it natively (AMX, AVX512-BF16), else fp32 (default: %(default)s)",
                              choices=TRAIN_PRECISIONS)
-    val_crops: int = setting(1, "validation crops per image: the centre, then seeded places, each with its own "
+    val_crops: int = option(1, "validation crops per image: the centre, then seeded places, each with its own "
                              "degradation draw (default: %(default)s)")
 
     @property
@@ -207,11 +207,11 @@ class TrainConfig(_Config):
         _require(0 <= self.val_fraction < 1, f"val-fraction must be in [0, 1), got {self.val_fraction}")
 
     def with_recipe(self, recorded: dict[str, Any] | None = None) -> tuple[TrainConfig, str]:
-        """(this config with every recipe setting filled, a line naming each and where it came from).
+        """(this config with every recipe option filled, a line naming each and where it came from).
 
         ``recorded``: the ``init`` checkpoint's config.json; its training record (``train``; older
         checkpoints say ``blur``, ``patch``) gives the degradation, loss and patch size, and a third of its
-        learning rate. Settings given explicitly always win."""
+        learning rate. Options given explicitly always win."""
         train = (recorded or {}).get("train") or {}
         inherited = {
             "degradation": train.get("degradation") or train.get("blur") or (recorded or {}).get("degradation")
@@ -234,43 +234,43 @@ class TrainConfig(_Config):
 class PipelineConfig(RestoreConfig):
     """``deblur run``: the pipeline that de-blurs every image under ``input`` into ``output`` (Ray Data)."""
 
-    input: str = setting(help="folder/bucket (or one file) of blurred images")
-    output: str = setting(help="output root; input paths are mirrored below it")
-    model: str | None = setting(None, "checkpoint directory, or a training output (its best checkpoint); default: "
+    input: str = option(help="folder/bucket (or one file) of blurred images")
+    output: str = option(help="output root; input paths are mirrored below it")
+    model: str | None = option(None, "checkpoint directory, or a training output (its best checkpoint); default: "
                                 "the bundled model")
-    format: str = setting("png", "one image file per input, or Parquet rows with the encoded PNG (default: "
+    format: str = option("png", "one image file per input, or Parquet rows with the encoded PNG (default: "
                           "%(default)s)", choices=PIPELINE_FORMATS)
-    workers: int = setting(1, "model actors (default: %(default)s)")
-    worker_cpus: int = setting(0, "CPUs Ray reserves for each model actor, which runs as many threads (0: on a local "
+    workers: int = option(1, "model actors (default: %(default)s)")
+    worker_cpus: int = option(0, "CPUs Ray reserves for each model actor, which runs as many threads (0: on a local "
                                "cluster the run started, with fused stages, its CPUs shared among --workers; else "
                                "1, leaving a shared cluster's CPUs to others; default: %(default)s)")
-    gpu: bool = setting(False, "one GPU per model actor")
-    batch_size: int = setting(0, "images per actor task: results land (and progress moves) a task at a time, and "
+    gpu: bool = option(False, "one GPU per model actor")
+    batch_size: int = option(0, "images per actor task: results land (and progress moves) a task at a time, and "
                               "small images of a task share model calls (default: by bytes, as many as make about "
                               "1 MB of input, at most 256: a few photos, or hundreds of thumbnails)")
-    overwrite: bool = setting(False, "redo inputs the manifest already records as done")
-    verify_outputs: bool = setting(True, "trust the manifest: do not list the output to redo outputs deleted since "
+    overwrite: bool = option(False, "redo inputs the manifest already records as done")
+    verify_outputs: bool = option(True, "trust the manifest: do not list the output to redo outputs deleted since "
                                    "their run", flag="--no-verify-outputs")
-    fail_on_error: bool = setting(False, "exit 1 when any input failed")
-    max_megapixels: float = setting(200.0, "inputs larger than this are refused with an error record (0: no limit; "
+    fail_on_error: bool = option(False, "exit 1 when any input failed")
+    max_megapixels: float = option(200.0, "inputs larger than this are refused with an error record (0: no limit; "
                                     "default: %(default)s)")
-    max_pixels_per_byte: float = setting(2000.0, "inputs over 16 megapixels that declare more pixels than this for "
+    max_pixels_per_byte: float = option(2000.0, "inputs over 16 megapixels that declare more pixels than this for "
                                          "each byte of their file are refused as decompression bombs (a photo "
                                          "has under 100; 0: no limit; default: %(default)s)")
-    input_column: str | None = setting(None, "read --input as a Parquet dataset whose column of this name holds "
+    input_column: str | None = option(None, "read --input as a Parquet dataset whose column of this name holds "
                                        "encoded images (a 'path' column, if any, names them)")
-    actor_resources: dict[str, float] | None = setting(None, "extra Ray resources per model actor, as JSON")
-    worker_memory: float = setting(0.0, "GB of memory Ray reserves for each model actor, so that it schedules by "
+    actor_resources: dict[str, float] | None = option(None, "extra Ray resources per model actor, as JSON")
+    worker_memory: float = option(0.0, "GB of memory Ray reserves for each model actor, so that it schedules by "
                                    "memory instead of running out of it: about 0.6 GB plus 3x the decoded size of "
                                    "the largest image (0: none; default: %(default)s)")
-    stages: str = setting("auto", "split: decode and encode in CPU tasks, the model alone in its actors (default "
+    stages: str = option("auto", "split: decode and encode in CPU tasks, the model alone in its actors (default "
                           "with --gpu); fused: all in one actor (default on CPU)", choices=STAGES)
-    read_roots: tuple[str, ...] | None = setting(None, "with --input-column: a folder/bucket that rows without image "
+    read_roots: tuple[str, ...] | None = option(None, "with --input-column: a folder/bucket that rows without image "
                                                  "bytes may name by path, besides the dataset's own folder; "
                                                  "repeatable", flag="--read-root")
-    multi_frame: str = setting("refuse", "a multi-page TIFF or animated PNG/WebP: refused with an error record, or "
+    multi_frame: str = option("refuse", "a multi-page TIFF or animated PNG/WebP: refused with an error record, or "
                                "its first frame de-blurred (default: %(default)s)", choices=MULTI_FRAME)
-    detect_changes: str = setting("metadata", "how a rerun tells a changed input: size and modification time/ETag, "
+    detect_changes: str = option("metadata", "how a rerun tells a changed input: size and modification time/ETag, "
                                   "or a hash of its content (reads every input again; for tools that restore "
                                   "modification times) (default: %(default)s)", choices=CHANGE_DETECTION)
 
@@ -291,9 +291,9 @@ class SynthesisConfig(_Config):
     """How degraded images are made from sharp ones (``deblur eval``, ``deblur degrade``): shrunk by
     ``downscale`` first, then degraded with draws from ``seed`` and each image's path."""
 
-    seed: int = setting(0, "random seed of the degradations; each image's draws also depend on its path "
+    seed: int = option(0, "random seed of the degradations; each image's draws also depend on its path "
                         "(default: %(default)s)")
-    downscale: float = setting(1.0, "shrink the sharp images by this factor first (default: %(default)s)")
+    downscale: float = option(1.0, "shrink the sharp images by this factor first (default: %(default)s)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -304,18 +304,18 @@ class SynthesisConfig(_Config):
 class EvalConfig(RestoreConfig, SynthesisConfig):
     """``deblur eval``: score a model, the degraded input and Wiener deconvolution against sharp images."""
 
-    data: str = setting(help="folder/bucket of sharp images")
-    output: str = setting(help="folder for metrics.parquet, summary.json, report.png/.html")
-    model: str | None = setting(None, "checkpoint directory or training output (default: the bundled model)")
-    degradation: str | None = setting(None, DEGRADATION_HELP + " (default: the one the model was trained on, "
+    data: str = option(help="folder/bucket of sharp images")
+    output: str = option(help="folder for metrics.parquet, summary.json, report.png/.html")
+    model: str | None = option(None, "checkpoint directory or training output (default: the bundled model)")
+    degradation: str | None = option(None, DEGRADATION_HELP + " (default: the one the model was trained on, "
                                       f"recorded in its checkpoint; else {DEFAULT_DEGRADATION})",
                                       renamed=RENAMED_DEGRADATION)
-    paired: str | None = setting(None, "folder of already degraded images named as in --data (instead of "
+    paired: str | None = option(None, "folder of already degraded images named as in --data (instead of "
                                  "--degradation)")
-    crop_border: int = setting(0, "pixels dropped at each edge before scoring (default: %(default)s)")
-    y_channel: bool = setting(False, "score the luma (Y of YCbCr) of colour images")
-    limit: int = setting(0, "evaluate the first N images only (default: all)")
-    report_images: int = setting(6, "images shown in report.png (default: %(default)s)")
+    crop_border: int = option(0, "pixels dropped at each edge before scoring (default: %(default)s)")
+    y_channel: bool = option(False, "score the luma (Y of YCbCr) of colour images")
+    limit: int = option(0, "evaluate the first N images only (default: all)")
+    report_images: int = option(6, "images shown in report.png (default: %(default)s)")
 
     def __post_init__(self) -> None:
         if self.degradation is not None:
@@ -329,11 +329,11 @@ class EvalConfig(RestoreConfig, SynthesisConfig):
 class DegradeConfig(SynthesisConfig):
     """``deblur degrade``: write a degraded copy of every image under ``input`` below ``output``."""
 
-    input: str = setting(help="folder/bucket (or one file) of sharp images")
-    output: str = setting(help="output root; input paths are mirrored below it")
-    degradation: str = setting(help=DEGRADATION_HELP + "; 'none' with --downscale makes sharp copies",
+    input: str = option(help="folder/bucket (or one file) of sharp images")
+    output: str = option(help="output root; input paths are mirrored below it")
+    degradation: str = option(help=DEGRADATION_HELP + "; 'none' with --downscale makes sharp copies",
                                renamed=RENAMED_DEGRADATION)
-    format: str = setting("png", "output format (default: %(default)s)", choices=IMAGE_FORMATS)
+    format: str = option("png", "output format (default: %(default)s)", choices=IMAGE_FORMATS)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -3,7 +3,7 @@
 Images are float32 in [0, 1], HW or HWC (numpy, OpenCV layout, RGB). A degradation is named by a spec
 ``BLUR[:key=value,...][+CORRUPTION[:key=value,...]]...``; a value ``a..b`` is a range sampled uniformly
 per image, e.g. ``motion:length=9+noise:sigma=0.005``. Blurs are :mod:`deblur.core.blurs`; ``blind``
-is the blur family the default model learns, and :data:`deblur.core.settings.DEFAULT_DEGRADATION` its whole training
+is the blur family the default model learns, and :data:`deblur.core.choices.DEFAULT_DEGRADATION` its whole training
 degradation (blind blur, noise, JPEG). Kernels are built once per image and applied with OpenCV's
 ``filter2D`` with reflective borders.
 """
@@ -22,7 +22,7 @@ from deblur.core.blurs import BLURS, BORDER, Blur, Drawn, Range, sample
 from deblur.core.camera import CameraPath, warp_average
 from deblur.core.image import from_float, imencode, to_float
 from deblur.core.registry import Registry
-from deblur.core.settings import CORRUPTION_NAMES, split_degradation
+from deblur.core.choices import CORRUPTION_NAMES, split_degradation
 
 __all__ = ["BLURS", "BORDER", "Blur", "CORRUPTIONS", "Corruption", "Degradation", "parse_degradation"]
 _SEED_KERNEL = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
@@ -54,19 +54,19 @@ def convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 class Corruption:
     """What a degradation does to pixels after the blur (noise, JPEG, quantisation): ``draw`` draws its
-    setting for one image from ``rng`` (None: skipped for that image, with probability ``1 - p``; a
-    corruption whose ``p`` is None always applies and draws nothing for it), ``apply`` applies a drawn
-    setting; calling it does both."""
+    parameters for one image from ``rng`` (None: skipped for that image, with probability ``1 - p``; a
+    corruption whose ``p`` is None always applies and draws nothing for it), ``apply`` applies drawn
+    parameters; calling it does both."""
 
     name: ClassVar[str]
     p: float | None = None
 
     def draw(self, rng: np.random.Generator) -> Any:
-        """This image's setting (:meth:`setting`), or None when skipped (probability 1 - p)."""
-        return None if self.p is not None and rng.random() >= self.p else self.setting(rng)
+        """This image's parameters (:meth:`parameters`), or None when skipped (probability 1 - p)."""
+        return None if self.p is not None and rng.random() >= self.p else self.parameters(rng)
 
-    def setting(self, rng: np.random.Generator) -> Any:
-        """This image's setting, drawn from ``rng``."""
+    def parameters(self, rng: np.random.Generator) -> Any:
+        """This image's parameters, drawn from ``rng``."""
         raise NotImplementedError
 
     def noise_sigma(self) -> float:
@@ -74,13 +74,13 @@ class Corruption:
         Wiener deconvolution's noise-to-signal ratio."""
         return 0.0
 
-    def apply(self, img: np.ndarray, setting: Any, rng: np.random.Generator) -> np.ndarray:
+    def apply(self, img: np.ndarray, drawn: Any, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``img`` (float32 [0, 1], any layout) after this corruption, same shape."""
-        setting = self.draw(rng)
-        return img if setting is None else self.apply(img, setting, rng)
+        drawn = self.draw(rng)
+        return img if drawn is None else self.apply(img, drawn, rng)
 
 
 @CORRUPTIONS.register
@@ -92,7 +92,7 @@ class Noise(Corruption):
     p: float = 1.0
     name = "noise"
 
-    def setting(self, rng: np.random.Generator) -> float:
+    def parameters(self, rng: np.random.Generator) -> float:
         """This image's sigma."""
         return sample(rng, self.sigma)
 
@@ -113,7 +113,7 @@ class Jpeg(Corruption):
     p: float = 1.0
     name = "jpeg"
 
-    def setting(self, rng: np.random.Generator) -> int:
+    def parameters(self, rng: np.random.Generator) -> int:
         """This image's quality."""
         return int(round(sample(rng, self.quality)))
 
@@ -134,7 +134,7 @@ class Quantize(Corruption):
     bits: int = 8
     name = "quantize"
 
-    def setting(self, rng: np.random.Generator) -> int:
+    def parameters(self, rng: np.random.Generator) -> int:
         return self.bits  # always applies (p is None): no draw
 
     def apply(self, img: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
@@ -153,7 +153,7 @@ class PoissonNoise(Corruption):
     p: float = 1.0
     name = "poisson"
 
-    def setting(self, rng: np.random.Generator) -> tuple[float, float]:
+    def parameters(self, rng: np.random.Generator) -> tuple[float, float]:
         """This image's (a, sigma)."""
         return sample(rng, self.a), sample(rng, self.sigma)
 
@@ -161,8 +161,8 @@ class PoissonNoise(Corruption):
         """At mid-grey: variance ``a / 2 + sigma^2``."""
         return math.sqrt(float(np.mean(self.a)) / 2 + float(np.mean(self.sigma)) ** 2) * self.p
 
-    def apply(self, img: np.ndarray, setting: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-        a, sigma = setting
+    def apply(self, img: np.ndarray, drawn: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+        a, sigma = drawn
         out = rng.poisson(np.clip(img, 0, 1) / a).astype(np.float32) * a if a > 0 else img
         return np.clip(out + rng.standard_normal(img.shape, dtype=np.float32) * sigma, 0.0, 1.0)
 

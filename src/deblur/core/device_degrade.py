@@ -87,8 +87,8 @@ def draw_batch(images: list[np.ndarray], deg: Degradation, patch: int, rng: np.r
         y, x = window(img.shape, size, rng)
         k = int(rng.integers(8)) if flips else 0
         windows.append((y, x, k))
-        settings = [(c, c.draw(rng)) for c in deg.corruptions]
-        applied = [(c, s) for c, s in settings if s is not None]
+        drawn = [(c, c.draw(rng)) for c in deg.corruptions]
+        applied = [(c, d) for c, d in drawn if d is not None]
         on_device = isinstance(kernel, np.ndarray) and all(isinstance(c, Noise) for c, _ in applied)
         if on_device and len(applied) <= 1:
             dev["regions"].append(flip_array(margin_window(img, y, x, size, r), k))
@@ -97,8 +97,8 @@ def draw_batch(images: list[np.ndarray], deg: Degradation, patch: int, rng: np.r
             dev["index"].append(i)
             continue
         sharp, blurred = blur_window(img, kernel, y, x, size)
-        for corruption, setting in applied:
-            blurred = corruption.apply(blurred, setting, rng)
+        for corruption, parameters in applied:
+            blurred = corruption.apply(blurred, parameters, rng)
         cpu["cpu_sharp"].append(flip_array(sharp, k))
         cpu["cpu_degraded"].append(flip_array(blurred, k))
         cpu["cpu_index"].append(i)

@@ -30,7 +30,7 @@ import torch.nn as nn
 from deblur.core.catalog import cache_root
 from deblur.core.models.base import Model, pad_to_multiple
 from deblur.core.registry import Registry
-from deblur.core.settings import ENGINE_NAMES
+from deblur.core.choices import ENGINE_NAMES
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # deblur's names -> OpenVINO's precision hints

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from deblur.core import checkpoint, metrics
 from deblur.core.config import EvalConfig
-from deblur.core.settings import DEFAULT_DEGRADATION
+from deblur.core.choices import DEFAULT_DEGRADATION
 from deblur.core.degrade import Degradation, parse_degradation
 from deblur.core.image import decode, from_float, to_float, to_hwc
 from deblur.core.pairs import Pairing, find_pairs

@@ -3,7 +3,7 @@
 A format is an image file per input (``png``, ``jpg``, ``webp``) or rows of a table (``parquet``: the
 encoded PNG with its size and metadata, in Parquet parts committed when the run ends). The pipeline asks
 the descriptor (:attr:`OutputFormat.table`, :attr:`OutputFormat.extension`, :meth:`OutputFormat.encode`)
-and never compares a format's name; the names are :data:`deblur.core.settings.PIPELINE_FORMATS`.
+and never compares a format's name; the names are :data:`deblur.core.choices.PIPELINE_FORMATS`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deblur.core.registry import Registry
-from deblur.core.settings import PIPELINE_FORMATS
+from deblur.core.choices import PIPELINE_FORMATS
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 from deblur.core.degrade import Degradation, blur_window, degrade_crop, window
 from deblur.core.image import probe, to_channels, to_float
 from deblur.core.registry import Registry
-from deblur.core.settings import PAIR_LAYOUTS
+from deblur.core.choices import PAIR_LAYOUTS
 from deblur.core.storage import IMAGE_EXTENSIONS, check_input, filesystem, list_images, relative_path, unstrip
 
 SHARP_COLUMNS = ("sharp", "target", "gt")  # a Parquet pair's sharp image column: the first of these it has

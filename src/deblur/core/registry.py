@@ -6,7 +6,7 @@ a flag or a checkpoint fails at once instead of silently picking something else.
 A registry is filled at once (``Registry(kind, entries, choices)``) or where each entry is defined
 (``@REGISTRY.register`` on a class with a ``name``, as timm and BasicSR register theirs); the modules that
 define entries (``definers``) are imported at the first lookup, so every entry is there whoever asks first.
-Either way its names must be the ones :mod:`deblur.core.settings` declares for it (``choices``).
+Either way its names must be the ones :mod:`deblur.core.choices` declares for it (``choices``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str, entries: dict[str, T] | None = None, choices: tuple[str, ...] | None = None,
                  definers: tuple[str, ...] = ()) -> None:
-        """``choices``: the names :mod:`deblur.core.settings` declares for this registry; they must match.
+        """``choices``: the names :mod:`deblur.core.choices` declares for this registry; they must match.
         ``definers``: the modules whose ``@register`` fill it (imported at the first lookup)."""
         self.kind, self.choices, self._definers = kind, choices, definers
         self._entries: dict[str, Any] = dict(entries or {})
@@ -41,7 +41,7 @@ class Registry(Generic[T]):
     def _check(self) -> None:
         if self.choices is not None and sorted(self.choices) != sorted(self._entries):
             raise RuntimeError(f"{self.kind} registry {sorted(self._entries)} does not match "
-                               f"src/deblur/core/settings.py's {sorted(self.choices)}")
+                               f"src/deblur/core/choices.py's {sorted(self.choices)}")
         self._complete = True
 
     def _all(self) -> dict[str, Any]:

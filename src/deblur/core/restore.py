@@ -17,7 +17,7 @@ import torch.nn as nn
 from deblur.core import checkpoint, engines, flips, tiles
 from deblur.core.models import memory_format
 from deblur.core.config import RestoreConfig
-from deblur.core.settings import PRECISION_NAMES
+from deblur.core.choices import PRECISION_NAMES
 from deblur.core.registry import Registry
 
 log = logging.getLogger(__name__)

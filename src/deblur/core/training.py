@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deblur.core import metrics
-from deblur.core.settings import LOSS_NAMES, SCHEDULE_NAMES
+from deblur.core.choices import LOSS_NAMES, SCHEDULE_NAMES
 from deblur.core.degrade import Degradation
 from deblur.core.flips import flip_array
 from deblur.core.image import to_numpy, to_tensor

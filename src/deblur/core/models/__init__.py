@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deblur.core.settings import MODEL_NAMES
+from deblur.core.choices import MODEL_NAMES
 from deblur.core.models.base import Model, Settings
 from deblur.core.models.seed import SeedAutoencoder
 from deblur.core.models.unet import UNet
