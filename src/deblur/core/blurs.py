@@ -9,7 +9,7 @@ fields ``(low, high)`` are drawn uniformly per image (:func:`sample`); equal bou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -17,11 +17,8 @@ import numpy as np
 from deblur.core.registry import Registry
 from deblur.core.choices import BLUR_NAMES
 
-if TYPE_CHECKING:
-    from deblur.core.camera import CameraPath
-
 Range = tuple[float, float]
-Drawn = Any  # np.ndarray (a kernel) | CameraPath: what a blur draws for one image
+Drawn = Any  # what a blur draws for one image: a kernel (np.ndarray), or a deblur.core.camera.CameraPath
 BORDER = cv2.BORDER_REFLECT_101  # how every blur extends an image past its edge (OpenCV's default, the article's)
 
 
@@ -35,7 +32,7 @@ class Blur:
 
     name: ClassVar[str]
 
-    def draw(self, rng: np.random.Generator) -> "np.ndarray | CameraPath":
+    def draw(self, rng: np.random.Generator) -> Drawn:
         """This image's blur from ``rng``: a kernel (float32, odd-sized, sums to 1), or a camera path."""
         raise NotImplementedError
 
