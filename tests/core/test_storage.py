@@ -46,6 +46,12 @@ def test_s3_listing_and_atomic_write(bucket):
     fs.invalidate_cache()
     assert storage.list_images(bucket) == [f"{bucket}/in/a.png", f"{bucket}/out/b.png"]
     assert fs.find(f"{root}/out") == [f"{root}/out/b.png"]
+    # one PUT on an object store (atomic there): no temporary, and a stranger's object is kept
+    assert storage.is_object_store(fs) and not storage.is_object_store(fsspec.filesystem("file"))
+    with pytest.raises(FileExistsError, match="a file deblur did not write is at"):
+        storage.write_atomic(fs, f"{root}/out/b.png", b"other", replace=False)
+    storage.write_atomic(fs, f"{root}/out/b.png", b"ours again")
+    assert fs.cat(f"{root}/out/b.png") == b"ours again"
 
 
 def test_read_bytes_reads_local_and_s3(tmp_path, bucket):

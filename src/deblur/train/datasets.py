@@ -164,9 +164,13 @@ class ShardImages:
             yield from examples(batch)
 
     def all(self) -> list[Example]:
-        """Every image of this worker's shard (read once, then cached)."""
+        """Every image of this worker's shard (read once, then cached), in the order of their names: Ray Data
+        delivers blocks in whatever order their tasks finish, and a batch ``k`` drawn from the list must be the
+        same in a resumed run (under load the order did change, and a resumed step 4 with it)."""
         if self.images is None:
-            self.images = list(self._stream())
+            named = [(str(name), item) for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy")
+                     for name, item in zip(batch["name"], examples(batch))]
+            self.images = [item for _, item in sorted(named, key=lambda pair: pair[0])]
         return self.images
 
     def epoch(self, rng: np.random.Generator) -> Iterator[Example]:
