@@ -142,13 +142,13 @@ def describe(root: str, output: str, files: dict[str, tuple[str, str, bytes]], f
         seen.setdefault(canon, u)
     images = [u for u in urls if not errors[u]]
     keys = dict(zip(images, _keys(root, images, fmt, output, known)))
-    rows, table = [], FORMATS[fmt].table
+    rows, tabular = [], FORMATS[fmt].table
     for u in urls:
         key, error = keys.get(u), errors[u]
-        if not error and key is None and not table:
+        if not error and key is None and not tabular:
             error = "no output name left that no other input or file has (a hash collision): rename it"
         version = files[u][0]
-        target = posixpath.join(output, key) if key and not table else ""
+        target = posixpath.join(output, key) if key and not tabular else ""
         row = {"path": u, "output": target, "version": version, "skip": not error and known.skip(u, version),
                "error": error, "replace": bool(target) and known.owns(u, target), "name": files[u][2]}
         rows.append(row if not known.by_content else {**row, "recorded": known.recorded(u)})
@@ -244,8 +244,8 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
     with fs.open(path, "rb") as f:
         table = pq.ParquetFile(f).read_row_group(item["group"], columns=[column] + (["path"] if item["named"] else []))
     blobs = table[column].to_pylist()
-    table = FORMATS[fmt].table
-    taken = known.taken(output) if not item["named"] and not table else {}
+    tabular = FORMATS[fmt].table  # results are rows of a table: no output file names
+    taken = known.taken(output) if not item["named"] and not tabular else {}
     rows = []
     for i, blob in enumerate(blobs):
         source, key, error = item["sources"][i], item["keys"][i], item["errors"][i]
@@ -257,8 +257,8 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
         digest = "sha256-" + hashlib.sha256(blob or b"").hexdigest()[:32]
         if not item["named"]:  # no path column: the content names the image
             source = digest + ".png"
-            key = "" if table else output_keys([source], FORMATS[fmt].extension, taken)[0] or ""
-            if not table and not key and not error:
+            key = "" if tabular else output_keys([source], FORMATS[fmt].extension, taken)[0] or ""
+            if not tabular and not key and not error:
                 error = "no output name left that no other input or file has"
         target = posixpath.join(output, key) if key else ""
         rows.append({"path": source, "output": target, "version": digest,
