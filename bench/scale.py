@@ -5,7 +5,7 @@ or a schedule starts it.
 Prints per configuration: the first run and the no-op rerun (wall seconds, the driver's peak RSS), the no-op
 cost per listed object, and the most Ray worker processes seen at once during the no-op rerun.
 
-    .venv/bin/python bench/scale.py [--files 5000,20000] [--folders 1,100] [--s3] [--json]
+    .venv/bin/python bench/scale.py [--files 5000,20000] [--folders 1,100] [--s3 [--no-local]] [--json]
         [--deblur PATH]  (another checkout's command, to compare side by side)
 """
 
@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--files", default="5000,20000")
     p.add_argument("--folders", default="1,100")
     p.add_argument("--s3", action="store_true", help="also on a moto S3 server on loopback")
+    p.add_argument("--no-local", dest="local", action="store_false", help="with --s3: only on the S3 server")
     p.add_argument("--deblur", default=os.path.join(HERE, ".venv", "bin", "deblur"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -108,13 +109,16 @@ def main() -> None:
     if args.s3:
         from moto.server import ThreadedMotoServer
 
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         s3 = f"http://127.0.0.1:{server._server.server_port}"
     results = []
     for n in map(int, args.files.split(",")):
         for folders in map(int, args.folders.split(",")):
-            for store in ([None, s3] if args.s3 else [None]):
+            for store in [*([None] if args.local or not args.s3 else []), *([s3] if args.s3 else [])]:
                 r = one(args.deblur, n, folders, store)
                 results.append(r)
                 print(f"{r['files']:>7} files {r['folders']:>5} folders {r['store']:>5}: first {r['first']['seconds']:6.1f}s "

@@ -129,6 +129,19 @@ def test_bad_input_fails_before_ray_is_even_imported(args):
     assert out == "2 False"
 
 
+@pytest.mark.parametrize("case", ["overlap", "model", "memory"])
+def test_a_bad_run_fails_before_ray_or_torch_is_imported(tmp_path, case):
+    """Issue 39: the overlap and model checks answered in 4-5 s (after Ray Data's and torch's imports)."""
+    (tmp_path / "in").mkdir()
+    args = {"overlap": ["--output", str(tmp_path / "in" / "out")],
+            "model": ["--output", str(tmp_path / "out"), "--model", str(tmp_path / "no-model")],
+            "memory": ["--output", "memory://out"]}[case]
+    argv = ["run", "--input", str(tmp_path / "in"), *args]
+    out = _python(f"import sys; from deblur.cli import main; rc = main({argv!r}); "
+                  "print(rc, sorted({'ray', 'torch'} & set(sys.modules)))")
+    assert out == "2 []"
+
+
 def test_inspect_says_what_a_checkpoint_is(tmp_path, capsys):
     from deblur import cli
 

@@ -221,7 +221,9 @@ def dispatch(args: argparse.Namespace) -> str:
         from deblur.train.trainer import fit
         return f"best checkpoint: {fit(cfg)}"
     cfg = _config(PipelineConfig, args)
-    check_input(cfg.input)
+    from deblur.pipeline.checks import preflight
+
+    preflight(cfg)  # before the Ray layer and torch are even imported: a bad run fails in a fraction of a second
     from deblur.pipeline.run import run
     summary = run(cfg)
     if args.fail_on_error and summary.failed:

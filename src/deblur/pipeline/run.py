@@ -25,13 +25,12 @@ from datetime import datetime, timezone
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from deblur.core import catalog, checkpoint
+from deblur.core import checkpoint
 from deblur.core.config import PipelineConfig
 from deblur.core.formats import FORMATS
 from deblur.core.progress import bar, shown
-from deblur.core.places import canonical, overlap, refuse_overlap
-from deblur.core.storage import absolute, check_input, check_output, filesystem, is_process_local
-from deblur.pipeline import lease, sinks
+from deblur.core.storage import absolute, check_output, filesystem
+from deblur.pipeline import checks, lease, sinks
 from deblur.pipeline.listing import UNSIZED_BATCH, input_rows, list_inputs, parquet_rows, task_size
 from deblur.pipeline.rows import InputRow
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
@@ -145,14 +144,8 @@ class Progress:
 
 def run(cfg: PipelineConfig) -> Summary:
     """De-blur every image under ``cfg.input`` into ``cfg.output``; returns the summary."""
-    if is_process_local(filesystem(cfg.output)[0]):
-        raise ValueError("memory:// cannot be an output: Ray workers run in other processes")
-    check_input(cfg.input)  # bad input fails before Ray starts
-    # one spelling of each root, absolute (workers may run elsewhere) and resolved: the manifest's records
-    # and the output's ownership do not depend on how a command names them (``..``, a link)
-    source, output = canonical(absolute(cfg.input)), canonical(absolute(cfg.output))
-    check_overlap(source, output, bool(cfg.input_column))
-    ckpt = checkpoint.resolve(model_uri(cfg.model))
+    source, output = checks.roots(cfg)  # bad input, a memory:// output, overlap: before Ray starts
+    ckpt = checkpoint.resolve(checks.model_uri(cfg.model))
     config = checkpoint.load(ckpt)[1]  # fail fast, in the driver, on an unreadable checkpoint
     check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
     model = checkpoint.model_id(ckpt, config)
@@ -244,25 +237,6 @@ def small_blocks(rows: int) -> Iterator[None]:
         yield
     finally:
         ctx.target_max_block_size = before
-
-
-def check_overlap(source: str, output: str, parquet_input: bool) -> None:
-    """Refuse (ValueError) an output that overlaps the input, by the filesystem's identity (the same folder,
-    through a link or a bind mount too, or one inside the other): a run would read its own results, or
-    write among the inputs. Parquet input in one file is the exception (deblur's parts cannot clash with
-    it), and is said so."""
-    how = overlap(source, output)
-    fs, path = filesystem(source)
-    if how and parquet_input and fs.isfile(path) and how != "the output is inside the input":
-        log.info("the output %s holds the Parquet input %s; deblur's parts (deblur-part-*.parquet) cannot clash "
-                 "with it, but a later run reading the folder would read them too", output, source)
-        return
-    refuse_overlap([source], output)
-
-
-def model_uri(model: str | None) -> str | None:
-    """``model`` as the driver resolves it: a public model's name as it is, a path made absolute."""
-    return model if not model or catalog.is_name(model) else absolute(model)
 
 
 def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: str, sink: dict,
