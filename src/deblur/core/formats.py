@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deblur.core.image import encode
 from deblur.core.registry import Registry
 from deblur.core.choices import PIPELINE_FORMATS
 
@@ -35,8 +36,6 @@ class OutputFormat:
     def encode(self, img: np.ndarray, exif: bytes = b"", icc: bytes = b"") -> bytes:
         """``img`` (HW/HWC RGB(A), uint8 or uint16) encoded in this format's codec, 16-bit pixels rounded to
         8 bits where the codec cannot keep them, with the source's ``exif`` and ``icc`` profile."""
-        from deblur.core.image import encode  # OpenCV and Pillow load with the first image, not with the name
-
         if img.dtype == np.uint16 and not self.keeps_16bit:
             img = (img // 257).astype(np.uint8)
         return encode(img, self.codec, exif=exif, icc=icc)

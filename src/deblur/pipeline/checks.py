@@ -48,10 +48,11 @@ def model_uri(model: str | None) -> str | None:
     where nothing is raises FileNotFoundError (what lies there is checked when it is loaded)."""
     if not model or catalog.is_name(model):
         return model
-    fs, path = filesystem(absolute(model))
+    uri = absolute(model)
+    fs, path = filesystem(uri)
     if not fs.exists(path):
         raise FileNotFoundError(f"no checkpoint or weights file at {model}")
-    return absolute(model)
+    return uri
 
 
 def preflight(cfg: PipelineConfig) -> None:

@@ -171,9 +171,10 @@ def _error(root: str, url: str) -> str:
 
 
 def _keys(root: str, urls: list[str], fmt: str, output: str, known: Known) -> list[str | None]:
-    if FORMATS[fmt].table:
+    form = FORMATS[fmt]
+    if form.table:
         return [""] * len(urls)
-    return output_keys([relative_path(root, u) for u in urls], FORMATS[fmt].extension, known.taken(output), urls)
+    return output_keys([relative_path(root, u) for u in urls], form.extension, known.taken(output), urls)
 
 
 def parquet_rows(source: str, column: str, output: str, fmt: str, known: Known,
@@ -229,8 +230,9 @@ def name_rows(names: list[str | None], named: list[bool], anonymous: str, fmt: s
         errors.append(error)
     good = [i for i in range(len(names)) if named[i] and not errors[i]]
     keys = [""] * len(names)
-    if not FORMATS[fmt].table and good:
-        found = output_keys([names[i].split("://", 1)[-1] for i in good], FORMATS[fmt].extension, known.taken(output),
+    form = FORMATS[fmt]
+    if not form.table and good:
+        found = output_keys([names[i].split("://", 1)[-1] for i in good], form.extension, known.taken(output),
                             [sources[i] for i in good])
         for i, k in zip(good, found):
             keys[i], errors[i] = (k, "") if k else ("", "no output name left that no other input or file has")

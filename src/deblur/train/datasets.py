@@ -160,17 +160,15 @@ class ShardImages:
         self.images: list[np.ndarray] | None = None
 
     def _stream(self) -> Iterator[Example]:
-        for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy"):
-            yield from examples(batch)
+        for _, item in named_examples(self.shard):
+            yield item
 
     def all(self) -> list[Example]:
         """Every image of this worker's shard (read once, then cached), in the order of their names: Ray Data
         delivers blocks in whatever order their tasks finish, and a batch ``k`` drawn from the list must be the
         same in a resumed run (under load the order did change, and a resumed step 4 with it)."""
         if self.images is None:
-            named = [(str(name), item) for batch in self.shard.iter_batches(batch_size=256, batch_format="numpy")
-                     for name, item in zip(batch["name"], examples(batch))]
-            self.images = [item for _, item in sorted(named, key=lambda pair: pair[0])]
+            self.images = [item for _, item in sorted(named_examples(self.shard), key=lambda pair: pair[0])]
         return self.images
 
     def epoch(self, rng: np.random.Generator) -> Iterator[Example]:
@@ -194,14 +192,19 @@ def validation_pairs(shard: ray.data.DataIterator, degradation: Degradation, pat
     make a steadier signal (a blind family's draws vary).
     """
     pairs = []
-    for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
-        for name, item in zip(batch["name"], examples(batch)):
-            item = with_channels(item, channels)
-            for k in range(crops):
-                rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())] + ([k] if k else []))
-                sharp, blurred = crop(item, degradation, min(patch, *item.shape[:2]), rng, center=k == 0)
-                pairs.append((blurred, sharp))
+    for name, item in named_examples(shard):
+        item = with_channels(item, channels)
+        for k in range(crops):
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())] + ([k] if k else []))
+            sharp, blurred = crop(item, degradation, min(patch, *item.shape[:2]), rng, center=k == 0)
+            pairs.append((blurred, sharp))
     return pairs
+
+
+def named_examples(shard: ray.data.DataIterator) -> Iterator[tuple[str, Example]]:
+    """(name: the path under the dataset's root, example) of each row of ``shard``, in Ray Data's order."""
+    for batch in shard.iter_batches(batch_size=256, batch_format="numpy"):
+        yield from zip(map(str, batch["name"]), examples(batch))
 
 
 def examples(batch: dict[str, np.ndarray]) -> list[Example]:
