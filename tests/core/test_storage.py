@@ -1,4 +1,5 @@
 import fsspec
+import fsspec.implementations.memory
 import pytest
 
 from deblur.core import image, storage
@@ -52,6 +53,41 @@ def test_s3_listing_and_atomic_write(bucket):
         storage.write_atomic(fs, f"{root}/out/b.png", b"other", replace=False)
     storage.write_atomic(fs, f"{root}/out/b.png", b"ours again")
     assert fs.cat(f"{root}/out/b.png") == b"ours again"
+
+
+def test_a_new_object_is_one_conditional_put_and_a_taken_name_is_refused_by_the_store(bucket):
+    fs, root = storage.filesystem(f"{bucket}/out")
+    assert storage.refuses_taken_names(fs, root)  # moto honours If-None-Match, as AWS S3 does
+    calls = []
+    fs.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    storage.write_atomic(fs, f"{root}/a.png", b"new", root=root, replace=False)
+    fs.pipe_file(f"{root}/b.png", b"a stranger's")
+    calls.clear()
+    with pytest.raises(FileExistsError, match="a file deblur did not write is at s3://"):
+        storage.write_atomic(fs, f"{root}/b.png", b"ours", root=root, replace=False)
+    assert calls == ["PutObject"]  # no HEAD, no listing: the store refused the taken name
+    fs.invalidate_cache()
+    assert fs.cat(f"{root}/a.png") == b"new" and fs.cat(f"{root}/b.png") == b"a stranger's"
+    assert sorted(fs.ls(root, detail=False)) == [f"{root}/a.png", f"{root}/b.png"]  # the probe is gone
+
+
+class IgnoresTheCondition(fsspec.implementations.memory.MemoryFileSystem):
+    """An object store that ignores ``If-None-Match`` (as some S3 servers do): a create overwrites."""
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs):
+        super().pipe_file(path, value, **kwargs)
+
+
+def test_a_store_that_ignores_the_condition_has_the_name_checked_first():
+    fs = IgnoresTheCondition()
+    assert storage.is_object_store(fs) and not storage.refuses_taken_names(fs, "/ignores")
+    fs.pipe_file("/ignores/b.png", b"a stranger's")
+    with pytest.raises(FileExistsError, match="a file deblur did not write is at"):
+        storage.write_atomic(fs, "/ignores/b.png", b"ours", root="/ignores", replace=False)
+    storage.write_atomic(fs, "/ignores/a.png", b"new", root="/ignores", replace=False)
+    assert fs.cat("/ignores/b.png") == b"a stranger's" and fs.cat("/ignores/a.png") == b"new"
+    assert sorted(fs.ls("/ignores", detail=False)) == ["/ignores/a.png", "/ignores/b.png"]
+    fs.rm("/ignores", recursive=True)
 
 
 def test_read_bytes_reads_local_and_s3(tmp_path, bucket):

@@ -312,9 +312,12 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, root: st
     ``root``: the folder the write must stay in. On local disks no link is followed and no mount point
     crossed below it (:func:`deblur.core.places.write_local`). ``replace``: an existing file at ``path`` is
     ours and may be replaced; when False, a file already there is kept and FileExistsError raised (on object
-    stores checked just before the write)."""
+    stores by the store itself, in one conditional PUT, where it refuses taken names; else checked just
+    before the write)."""
     if root and is_local(fs):
         write_local(root, path, data, replace, prefix)
+        return
+    if is_object_store(fs) and not replace and _put_new(fs, path, data, root):
         return
     if not replace and fs.exists(path):
         raise FileExistsError(f"a file deblur did not write is at {unstrip(fs, path)}: kept")
@@ -335,6 +338,51 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, root: st
         except Exception:  # storage gone: the next run sweeps it (sweep_temporaries)
             pass
         raise
+
+
+EXCLUSIVE_PUT = ("s3", "s3a", "memory")  # stores whose pipe_file(mode="create") may refuse a taken name
+EXCLUSIVE_BYTES = 64 << 20  # s3fs sends larger objects in parts, which carry no condition
+
+
+def _put_new(fs: fsspec.AbstractFileSystem, path: str, data: bytes, root: str) -> bool:
+    """Write ``data`` to ``path`` on an object store in one conditional PUT that fails where the name is
+    taken (S3's ``If-None-Match: *``): True when written, FileExistsError when taken, False (nothing done)
+    where the store does not refuse a taken name, or might not (:func:`refuses_taken_names`); the caller then
+    checks the name first. One request instead of three, and no listing, which some servers scan whole."""
+    if len(data) >= EXCLUSIVE_BYTES or not refuses_taken_names(fs, root or posixpath.dirname(path)):
+        return False
+    try:
+        fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        raise FileExistsError(f"a file deblur did not write is at {unstrip(fs, path)}: kept") from None
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def refuses_taken_names(fs: fsspec.AbstractFileSystem, root: str) -> bool:
+    """Whether the object store under ``root`` refuses a conditional PUT at a taken name. AWS S3 and most
+    servers honour ``If-None-Match: *``; some S3 servers ignore it and would overwrite, so a probe object is
+    written twice under ``root`` (the output, which the run may write) and removed, once per process and
+    root. Any failure of the probe answers False: the caller falls back to checking the name first."""
+    if not any(p in EXCLUSIVE_PUT for p in _protocols(fs)):
+        return False
+    probe = posixpath.join(root, f".deblur-write-check-{uuid.uuid4().hex}")
+    try:
+        fs.pipe_file(probe, b"", mode="create")
+    except (OSError, TypeError, ValueError):
+        return False
+    try:
+        fs.pipe_file(probe, b"", mode="create")
+        return False
+    except FileExistsError:
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+    finally:
+        try:
+            fs.rm(probe)
+        except OSError:
+            pass
 
 
 def sweep_temporaries(fs: fsspec.AbstractFileSystem, paths: list[str], prefix: str) -> int:
