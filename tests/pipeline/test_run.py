@@ -55,7 +55,7 @@ def test_local_folder_every_input_accounted_for_and_incremental(ray_cluster, pho
             img = decode(r["image"])
             src = _read(fs, r["path"])
             assert img.shape == src.shape and (r["height"], r["width"]) == src.shape[:2]
-            assert r["sharpness_before"] >= 0 and r["model"].startswith("seed-")
+            assert r["sharpness_before"] > 0 and r["model"].startswith("seed-")
     else:
         for src in inputs:
             rel = os.path.splitext(os.path.relpath(src, photo_folder))[0] + "." + fmt

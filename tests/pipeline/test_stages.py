@@ -8,7 +8,7 @@ import numpy as np
 from deblur.core.image import encode
 from deblur.pipeline import sinks
 from deblur.pipeline.rows import RECORD_KEYS
-from deblur.pipeline.stages import FusedStage
+from deblur.pipeline.stages import FusedStage, decode_batch
 from tests.conftest import textured
 
 
@@ -74,3 +74,11 @@ def test_the_model_stage_runs_as_many_threads_as_ray_gave_it_cpus(tmp_path, seed
         assert stage.restorer is not None and torch.get_num_threads() == len(os.sched_getaffinity(0))
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_input_is_measured_only_for_a_table_output(tmp_path):
+    """Sharpness goes in a Parquet row only: for image files it is not measured (a Laplacian per image)."""
+    batch = _inputs(tmp_path, [(32, 32), (48, 40)])
+    measured = decode_batch(batch, measure=True)["sharpness_before"]
+    assert all(s > 0 for s in measured)
+    assert decode_batch(batch, measure=False)["sharpness_before"] == [0.0, 0.0]

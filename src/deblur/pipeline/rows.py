@@ -57,7 +57,8 @@ class InputRow(Listed, total=False):
 
 class DecodedRow(Listed):
     """An input after decoding (``bytes`` dropped): the image as :func:`pack` stores it (empty when
-    skipped or failed), ``sharpness_before`` (variance of the Laplacian, [0, 1] scale), and the source's
+    skipped or failed), ``sharpness_before`` (variance of the Laplacian, [0, 1] scale; measured for a table
+    output only, else 0.0), and the source's
     ``exif`` (orientation reset to upright: it is applied to the pixels) and ``icc`` profile (b"": none)."""
 
     pixels: bytes

@@ -248,7 +248,7 @@ def add_stages(ds: ray.data.Dataset, cfg: PipelineConfig, per_task: int, ckpt: s
              "model": cfg.model, "shipped": ship_model(cfg.model)}
     root = source if not filesystem(source)[0].isfile(filesystem(source)[1]) else posixpath.dirname(source)
     decode = {"root": root, "max_megapixels": cfg.max_megapixels, "max_pixels_per_byte": cfg.max_pixels_per_byte,
-              "multi_frame": cfg.multi_frame}
+              "multi_frame": cfg.multi_frame, "measure": FORMATS[cfg.format].table}
     fused = cfg.stages == "fused" or (cfg.stages == "auto" and not cfg.gpu)
     whole = fused and not cfg.gpu and cluster_is_ours()  # a local cluster of its own: one node, all the run's
     cpus = actor_cpus(cfg.worker_cpus, cfg.workers, ray.cluster_resources().get("CPU", 0.0) if whole else 0.0)

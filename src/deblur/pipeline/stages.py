@@ -38,12 +38,13 @@ def content_version(data: bytes) -> str:
 
 
 def decode_batch(batch: Batch, root: str = "", max_megapixels: float = 0.0, max_pixels_per_byte: float = 0.0,
-                 multi_frame: str = "refuse") -> Batch:
+                 multi_frame: str = "refuse", measure: bool = True) -> Batch:
     """InputRow -> DecodedRow: read (as :func:`~deblur.core.storage.read_input` allows, under the input
     ``root``) and decode each row's image (EXIF-upright, as stored: grey/RGB/RGBA, 8/16-bit); a row that
     cannot be read or decoded gets its ``error``. Rows with a ``recorded`` version (``--detect-changes
-    content``) are versioned by their content, and skipped when it is unchanged."""
-    decoded = _decode(batch, root, max_megapixels, max_pixels_per_byte, multi_frame)
+    content``) are versioned by their content, and skipped when it is unchanged. ``measure``: the input's
+    sharpness is measured (a table output keeps it; image files do not, and it stays 0.0)."""
+    decoded = _decode(batch, root, max_megapixels, max_pixels_per_byte, multi_frame, measure)
     packed = [pack(img) if img is not None else EMPTY for img in decoded["pixels"]]
     return decoded | {key: [p[key] for p in packed] for key in EMPTY}
 
@@ -55,7 +56,7 @@ def listed_size(version: str) -> int | None:
 
 
 def _decode(batch: Batch, root: str = "", max_megapixels: float = 0.0, max_pixels_per_byte: float = 0.0,
-            multi_frame: str = "refuse") -> Batch:
+            multi_frame: str = "refuse", measure: bool = True) -> Batch:
     """:func:`decode_batch` with each image as a numpy array in ``pixels`` (None when there is none)."""
     n = len(batch["path"])
     blobs, recorded = batch.get("bytes", [None] * n), batch.get("recorded", [None] * n)
@@ -75,7 +76,7 @@ def _decode(batch: Batch, root: str = "", max_megapixels: float = 0.0, max_pixel
                     skips[i] = versions[i] == before
                 if not skips[i]:
                     img, exif, icc = decode_with_metadata(data, max_megapixels, multi_frame)
-                    sharp = sharpness(img)
+                    sharp = sharpness(img) if measure else 0.0
             except (OSError, ValueError) as e:  # one bad input never stops the run
                 error = _error(e)
         for key, value in (("pixels", img), ("sharpness_before", sharp), ("exif", exif), ("icc", icc),
