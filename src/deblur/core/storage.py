@@ -296,7 +296,7 @@ def _check_output(uri: str) -> None:
         if is_local(fs):
             fs.makedirs(path, exist_ok=True)
         fs.pipe_file(probe, b"")
-        fs.rm(probe)
+        fs.rm_file(probe)  # one DELETE: rm expands the path with a listing
     except PermissionError as e:
         raise PermissionError(f"cannot write under {uri}: {e}") from None
 
@@ -380,7 +380,7 @@ def refuses_taken_names(fs: fsspec.AbstractFileSystem, root: str) -> bool:
         return False
     finally:
         try:
-            fs.rm(probe)
+            fs.rm_file(probe)
         except OSError:
             pass
 
