@@ -10,7 +10,7 @@ import pytest
 from deblur.core.config import PIPELINE_FORMATS, PipelineConfig
 from deblur.core.image import decode, encode
 from deblur.pipeline import sinks
-from deblur.pipeline.run import Background, run
+from deblur.pipeline.run import run
 from tests.conftest import textured, write_image
 from tests.core.test_image import bomb_png
 
@@ -356,17 +356,3 @@ def test_a_rerun_with_nothing_new_lists_in_the_driver_and_starts_no_ray(ray_clus
     assert again.returncode == 0 and "0 done, 12 skipped, 0 failed" in again.stdout, again.stderr[-2000:]
     assert "12 inputs listed and diffed" in again.stdout
     assert "attached to the cluster" in first.stderr and "ray:" not in again.stderr
-
-
-def test_the_input_is_listed_beside_the_output_and_its_errors_come_back(tmp_path, seed_checkpoint):
-    """The input's listing runs in a thread while the checks, the lease and the manifest read go on (on an
-    object store, two listings at once instead of one after the other); what it raises reaches the caller,
-    and the lease is given back."""
-    (tmp_path / "empty").mkdir()
-    out = tmp_path / "out"
-    with pytest.raises(FileNotFoundError, match="no files under"):
-        _run(tmp_path / "empty", out, seed_checkpoint)
-    assert not (out / "_manifest" / "_lease.json").exists()
-    assert Background(sum, [1, 2]).result() == 3
-    with pytest.raises(ZeroDivisionError):
-        Background(divmod, 1, 0).result()

@@ -1,6 +1,5 @@
 """Listing the pipeline's inputs as :class:`~deblur.pipeline.rows.InputRow` rows: a folder or bucket (listed in
-the driver, before Ray starts: :func:`find_inputs`, then :func:`list_inputs`), one file, or a Parquet dataset
-of encoded images.
+the driver, before Ray starts: :func:`list_inputs`), one file, or a Parquet dataset of encoded images.
 
 Every listed entry yields exactly one row. Output keys come from :func:`deblur.pipeline.naming.output_keys`
 (never the same for two inputs, never outside the output root); inputs the manifest records as done are
@@ -13,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import time
-from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 import ray.data
@@ -62,41 +59,21 @@ def rows_per_task(listed: int, batch_size: int, actors: int) -> int:
     return max(1, min(batch_size, listed // (actors * TASKS_PER_ACTOR)))
 
 
-@dataclass(frozen=True)
-class Found:
-    """What one recursive listing of an input gives: the URL its keys are relative to, each entry's (version,
-    error, name) by URL (:func:`_entries`), whether its files live in this process only (memory://), and
-    how long the listing took."""
-
-    base: str
-    entries: dict[str, tuple[str, str, bytes]]
-    process_local: bool
-    seconds: float
-
-
-def find_inputs(source: str) -> Found:
-    """Every entry under ``source`` (a folder, a bucket prefix or one file), in one recursive listing: an
-    object store's pages one after another, one request at a time. Needs no manifest, so a run starts it
-    while it reads its output (:func:`deblur.pipeline.run.run`)."""
-    t0 = time.time()
+def list_inputs(source: str, output: str, fmt: str, known: Known) -> list[InputRow]:
+    """An :class:`InputRow` for every entry under ``source`` (with ``bytes`` for memory://, whose files Ray's
+    workers cannot see), listed here in the driver before Ray is needed: one recursive listing (an object
+    store's pages one after another, one request at a time), diffed against the manifest (``known``) in one
+    place. A run then starts Ray only for what is new."""
     fs, root = filesystem(source)
     if not fs.exists(root):
         raise FileNotFoundError(f"input not found: {source}")
     single = fs.isfile(root)
     base = unstrip(fs, posixpath.dirname(root) if single else root)
     found = {root: fs.info(root)} if single else fs.find(root, detail=True)
-    entries = _entries(fs, found)
-    if not entries:
+    rows = describe(base, output, _entries(fs, found), fmt, known)
+    if not rows:
         raise FileNotFoundError(f"no files under {source}")
-    return Found(base, entries, is_process_local(fs), time.time() - t0)
-
-
-def list_inputs(found: Found, output: str, fmt: str, known: Known) -> list[InputRow]:
-    """An :class:`InputRow` for every entry ``found`` (with ``bytes`` for memory://, whose files Ray's workers
-    cannot see), diffed against the manifest (``known``) in one place, here in the driver before Ray is
-    needed: a run then starts Ray only for what is new."""
-    rows = describe(found.base, output, found.entries, fmt, known)
-    if found.process_local:
+    if is_process_local(fs):
         rows = [{**r, "bytes": read_bytes(r["path"]) if not r["error"] and not r["skip"] else None} for r in rows]
     return rows
 

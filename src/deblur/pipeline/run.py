@@ -1,5 +1,4 @@
-"""The pipeline (``deblur run``) with Ray Data: list (in the driver, while the output's manifest is read) ->
-stages -> records.
+"""The pipeline (``deblur run``) with Ray Data: list (in parallel, per top-level prefix) -> stages -> records.
 
 ``run`` is the only function that takes a :class:`PipelineConfig` apart. The listing
 (:mod:`deblur.pipeline.listing`) names every input and its output; the stages (:mod:`deblur.pipeline.stages`)
@@ -15,13 +14,12 @@ import contextlib
 import gc
 import logging
 import posixpath
-import threading
 import time
 import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Iterator
 from datetime import datetime, timezone
 
 import ray.data
@@ -33,8 +31,7 @@ from deblur.core.formats import FORMATS
 from deblur.core.progress import bar, shown
 from deblur.core.storage import absolute, check_output, filesystem
 from deblur.pipeline import checks, lease, sinks
-from deblur.pipeline.listing import (UNSIZED_BATCH, Found, find_inputs, input_rows, list_inputs, parquet_rows,
-                                    task_size)
+from deblur.pipeline.listing import UNSIZED_BATCH, input_rows, list_inputs, parquet_rows, task_size
 from deblur.pipeline.rows import InputRow
 from deblur.pipeline.stages import FusedStage, ModelStage, decode_batch, write_batch
 from deblur.runtime import cluster_is_ours, ensure_ray, require_gpus, ship_model
@@ -148,7 +145,6 @@ class Progress:
 def run(cfg: PipelineConfig) -> Summary:
     """De-blur every image under ``cfg.input`` into ``cfg.output``; returns the summary."""
     source, output = checks.roots(cfg)  # bad input, a memory:// output, overlap: before Ray starts
-    listing = None if cfg.input_column else Background(find_inputs, source)  # while the output is read
     ckpt = checkpoint.resolve(checks.model_uri(cfg.model))
     config = checkpoint.load(ckpt)[1]  # fail fast, in the driver, on an unreadable checkpoint
     check_output(output)  # last: it writes (a probe), so nothing is left behind by a refused run
@@ -160,7 +156,7 @@ def run(cfg: PipelineConfig) -> Summary:
                             cfg.overwrite, nonce)
         held.refuse_inside(known.existing)  # runs inside this output, from the listing known() made
         progress = Progress()
-        todo = None if listing is None else new_inputs(listing.result(), output, cfg.format, known, progress)
+        todo = None if cfg.input_column else new_inputs(source, output, cfg.format, known, progress)
         if cfg.input_column or todo:  # a Parquet dataset (Ray lists it), or something new: only now Ray
             ensure_ray()
             if cfg.gpu:
@@ -188,39 +184,15 @@ def run(cfg: PipelineConfig) -> Summary:
     return progress.summary(cfg.output, manifest)
 
 
-def new_inputs(found: Found, output: str, fmt: str, known: sinks.Known, progress: Progress) -> list[InputRow]:
-    """The inputs ``found`` that need work (those the manifest records as done at their version are counted as
-    skipped in ``progress``, and go no further), diffed here, before Ray; ``progress`` notes how long the
-    listing and the diff took."""
+def new_inputs(source: str, output: str, fmt: str, known: sinks.Known, progress: Progress) -> list[InputRow]:
+    """The inputs under ``source`` that need work (those the manifest records as done at their version are
+    counted as skipped in ``progress``, and go no further), listed and diffed here, before Ray; ``progress``
+    notes how long that took."""
     t0 = time.time()
-    rows = list_inputs(found, output, fmt, known)
+    rows = list_inputs(source, output, fmt, known)
     todo = [r for r in rows if not r["skip"] or known.by_content]  # by content: only a read can tell
-    progress.listed(len(rows), len(rows) - len(todo), found.seconds + time.time() - t0)
+    progress.listed(len(rows), len(rows) - len(todo), time.time() - t0)
     return todo
-
-
-class Background:
-    """``fn(*args)`` running in a daemon thread from now on: a run that stops early (a refused lease, a
-    missing model) neither waits for it nor keeps the process alive; :meth:`result` waits for its value,
-    or raises its error."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._out: list[tuple[bool, Any]] = []
-        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True, name=f"deblur-{fn.__name__}")
-        self._thread.start()
-
-    def _run(self, fn: Callable[..., Any], args: tuple) -> None:
-        try:
-            self._out.append((True, fn(*args)))
-        except BaseException as e:  # noqa: BLE001  raised again in result(), in the caller's thread
-            self._out.append((False, e))
-
-    def result(self) -> Any:
-        self._thread.join()
-        ok, value = self._out[0]
-        if not ok:
-            raise value
-        return value
 
 
 def count(ds: ray.data.Dataset, progress: Progress) -> None:
