@@ -356,3 +356,11 @@ def test_a_rerun_with_nothing_new_lists_in_the_driver_and_starts_no_ray(ray_clus
     assert again.returncode == 0 and "0 done, 12 skipped, 0 failed" in again.stdout, again.stderr[-2000:]
     assert "12 inputs listed and diffed" in again.stdout
     assert "attached to the cluster" in first.stderr and "ray:" not in again.stderr
+
+
+def test_an_input_with_no_files_is_refused_and_the_lease_given_back(tmp_path, seed_checkpoint):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="no files under"):
+        _run(tmp_path / "empty", out, seed_checkpoint)
+    assert not (out / "_manifest" / "_lease.json").exists()

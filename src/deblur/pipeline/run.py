@@ -1,4 +1,4 @@
-"""The pipeline (``deblur run``) with Ray Data: list (in parallel, per top-level prefix) -> stages -> records.
+"""The pipeline (``deblur run``) with Ray Data: list (in the driver, before Ray) -> stages -> records.
 
 ``run`` is the only function that takes a :class:`PipelineConfig` apart. The listing
 (:mod:`deblur.pipeline.listing`) names every input and its output; the stages (:mod:`deblur.pipeline.stages`)
