@@ -291,7 +291,7 @@ def _check_output(uri: str) -> None:
             raise NotADirectoryError(f"output {uri} is a file or lies under one ({ancestor})")
         if fs.isdir(ancestor):
             break
-    probe = posixpath.join(path, f".deblur-write-check-{uuid.uuid4().hex}")
+    probe = _probe(path)
     try:
         if is_local(fs):
             fs.makedirs(path, exist_ok=True)
@@ -299,6 +299,16 @@ def _check_output(uri: str) -> None:
         fs.rm_file(probe)  # one DELETE: rm expands the path with a listing
     except PermissionError as e:
         raise PermissionError(f"cannot write under {uri}: {e}") from None
+
+
+def _probe(root: str) -> str:
+    """A fresh name under ``root`` for a probe object, written and removed to learn what the store allows."""
+    return posixpath.join(root, f".deblur-write-check-{uuid.uuid4().hex}")
+
+
+def _kept(fs: fsspec.AbstractFileSystem, path: str) -> FileExistsError:
+    """The error of a write refused because a file deblur did not write is at ``path`` (it is kept)."""
+    return FileExistsError(f"a file deblur did not write is at {unstrip(fs, path)}: kept")
 
 
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, root: str = "", replace: bool = True,
@@ -320,7 +330,7 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, root: st
     if is_object_store(fs) and not replace and _put_new(fs, path, data, root):
         return
     if not replace and fs.exists(path):
-        raise FileExistsError(f"a file deblur did not write is at {unstrip(fs, path)}: kept")
+        raise _kept(fs, path)
     if is_object_store(fs):
         fs.pipe_file(path, data)
         return
@@ -354,7 +364,7 @@ def _put_new(fs: fsspec.AbstractFileSystem, path: str, data: bytes, root: str) -
     try:
         fs.pipe_file(path, data, mode="create")
     except FileExistsError:
-        raise FileExistsError(f"a file deblur did not write is at {unstrip(fs, path)}: kept") from None
+        raise _kept(fs, path) from None
     return True
 
 
@@ -366,7 +376,7 @@ def refuses_taken_names(fs: fsspec.AbstractFileSystem, root: str) -> bool:
     root. Any failure of the probe answers False: the caller falls back to checking the name first."""
     if not any(p in EXCLUSIVE_PUT for p in _protocols(fs)):
         return False
-    probe = posixpath.join(root, f".deblur-write-check-{uuid.uuid4().hex}")
+    probe = _probe(root)
     try:
         fs.pipe_file(probe, b"", mode="create")
     except (OSError, TypeError, ValueError):

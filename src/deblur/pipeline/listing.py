@@ -246,7 +246,8 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
     with fs.open(path, "rb") as f:
         table = pq.ParquetFile(f).read_row_group(item["group"], columns=[column] + (["path"] if item["named"] else []))
     blobs = table[column].to_pylist()
-    tabular = FORMATS[fmt].table  # results are rows of a table: no output file names
+    form = FORMATS[fmt]
+    tabular = form.table  # results are rows of a table: no output file names
     taken = known.taken(output) if not item["named"] and not tabular else {}
     rows = []
     for i, blob in enumerate(blobs):
@@ -259,7 +260,7 @@ def _row_group(item: dict, column: str, output: str, fmt: str, known: Known,
         digest = "sha256-" + hashlib.sha256(blob or b"").hexdigest()[:32]
         if not item["named"]:  # no path column: the content names the image
             source = digest + ".png"
-            key = "" if tabular else output_keys([source], FORMATS[fmt].extension, taken)[0] or ""
+            key = "" if tabular else output_keys([source], form.extension, taken)[0] or ""
             if not tabular and not key and not error:
                 error = "no output name left that no other input or file has"
         target = posixpath.join(output, key) if key else ""
